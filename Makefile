@@ -1,0 +1,41 @@
+# weaksam: the two commands a new user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.weaksam-installed
+CORES ?= 2
+CONFIG ?= config/config.yaml
+
+.PHONY: setup demo test lint typecheck pytest clean-results
+
+# Create the virtual environment and install the pinned dependencies plus weaksam itself.
+# The stamp is rebuilt whenever the pins or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Run the whole workflow on the embedded default (generated dataset, CPU only).
+demo: setup
+	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) --cores $(CORES)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean-results:
+	rm -rf results/*/ .snakemake

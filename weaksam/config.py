@@ -1,0 +1,199 @@
+"""Configuration: JSON-Schema validation and frozen dataclasses, one per config section.
+
+A config file is plain data (YAML), never evaluated. ``load_config`` validates it against
+``weaksam/schema.yaml`` (also at ``config/schema.yaml``), then fills the defaults below.
+Stages take the one section they need, never the whole config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A config file does not match the schema; the message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class VocConfig:
+    layout: Literal["devkit", "loose"] = "devkit"
+    images_dir: str = "JPEGImages"
+    annotations_dir: str = "Annotations"
+    one_based: bool = True
+    segmentation: bool = True
+
+
+@dataclass(frozen=True)
+class CocoConfig:
+    train_json: str | None = None
+    train_images: str | None = None
+    test_json: str | None = None
+    test_images: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelsCsvConfig:
+    csv: str = "labels.csv"
+    images_dir: str = "."
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    seed: int = 0
+    num_trainval: int = 48
+    num_test: int = 24
+    image_size: int = 256
+    classes: tuple[str, ...] = ("circle", "triangle", "square", "star", "cross")
+    min_objects: int = 1
+    max_objects: int = 5
+    max_distractors: int = 4
+    min_object_fraction: float = 0.08
+    max_object_fraction: float = 0.5
+    min_visible: float = 0.45
+    jpeg_quality: int = 92
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    format: Literal["shapes", "voc", "coco", "labels_csv"]
+    root: str | None = None
+    classes: tuple[str, ...] | None = None
+    train_split: str = "trainval"
+    test_split: str = "test"
+    on_bad_image: Literal["fail", "skip"] = "fail"
+    min_image_side: int = 32
+    verify_images: bool = True
+    split_seed: int = 0
+    test_fraction: float = 0.3
+    voc: VocConfig = field(default_factory=VocConfig)
+    coco: CocoConfig = field(default_factory=CocoConfig)
+    labels_csv: LabelsCsvConfig = field(default_factory=LabelsCsvConfig)
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+
+    @property
+    def splits(self) -> tuple[str, str]:
+        return (self.train_split, self.test_split)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """A labels CSV carries image-level labels only: no boxes, so no evaluation."""
+        return self.format != "labels_csv"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    iou: float = 0.5
+    plus_one: bool = False
+    recall_n: tuple[int, ...] = (10, 100, 300, 1000)
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    shards: int = 1
+    workers: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class WeaksamConfig:
+    dataset: DatasetConfig
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+
+
+def _schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open() as f:
+        schema: dict[str, Any] = yaml.safe_load(f)
+    return schema
+
+
+def validate_config(raw: Mapping[str, Any]) -> None:
+    """Raise ConfigError listing every schema violation as ``key.path: problem``."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(dict(raw)), key=lambda e: list(map(str, e.path)))
+    if not errors:
+        return
+    lines = []
+    for err in errors:
+        key = ".".join(str(p) for p in err.path) or "<top level>"
+        lines.append(f"config key '{key}': {err.message} (schema rule: {err.validator})")
+    raise ConfigError("invalid weaksam config:\n  " + "\n  ".join(lines))
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    """Turn validated YAML data into the dataclass field type ``tp``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _build(tp, value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(inner[0], value)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        return tuple(_convert(item_tp, v) for v in value)
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        f.name: _convert(hints[f.name], data[f.name])
+        for f in dataclasses.fields(cls)
+        if f.name in data
+    }
+    return cls(**kwargs)
+
+
+def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
+    """Validate a config mapping (as Snakemake loads it) and build the frozen dataclasses."""
+    validate_config(raw)
+    cfg: WeaksamConfig = _build(WeaksamConfig, raw)
+    shapes = cfg.dataset.shapes
+    if shapes.min_objects > shapes.max_objects:
+        raise ConfigError(
+            f"config key 'dataset.shapes.min_objects': {shapes.min_objects} is greater than "
+            f"max_objects {shapes.max_objects}"
+        )
+    if shapes.min_object_fraction > shapes.max_object_fraction:
+        raise ConfigError(
+            "config key 'dataset.shapes.min_object_fraction': larger than max_object_fraction"
+        )
+    if cfg.dataset.train_split == cfg.dataset.test_split:
+        raise ConfigError("config keys 'dataset.train_split' and 'dataset.test_split' are equal")
+    if cfg.dataset.format in ("voc", "coco", "labels_csv") and cfg.dataset.root is None:
+        raise ConfigError(f"config key 'dataset.root': required for format {cfg.dataset.format!r}")
+    return cfg
+
+
+def load_config_file(path: str | Path) -> WeaksamConfig:
+    with Path(path).open() as f:
+        raw = yaml.safe_load(f)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must be a YAML mapping, got {type(raw).__name__}")
+    return load_config(raw)
+
+
+def section_digest(section: Any) -> str:
+    """Stable sha256 (hex, 16 chars) of a config section, recorded in artifacts that depend on it."""
+    payload = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

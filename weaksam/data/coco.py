@@ -1,0 +1,125 @@
+"""COCO instances JSON reader (boxes, polygon and RLE masks, crowd annotations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from weaksam.config import CocoConfig
+from weaksam.data.records import (
+    BadInputLog,
+    DatasetError,
+    SourceImage,
+    SourceObject,
+    resolve_inside,
+)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open() as f:
+            data = json.load(f)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"COCO annotation file {path} not found") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: malformed JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object at the top level")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: missing list {key!r} (not a COCO instances file)")
+    return data
+
+
+def _require(entry: dict[str, Any], keys: tuple[str, ...], what: str, path: Path) -> None:
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise DatasetError(f"{path}: {what} lacks {missing}: {str(entry)[:200]}")
+
+
+def coco_category_names(data: dict[str, Any], path: Path) -> dict[int, str]:
+    """Category id -> name, in the file's id order."""
+    names: dict[int, str] = {}
+    for cat in data["categories"]:
+        _require(cat, ("id", "name"), "category", path)
+        names[int(cat["id"])] = str(cat["name"])
+    return dict(sorted(names.items()))
+
+
+def _object(ann: dict[str, Any], name: str, path: Path) -> SourceObject:
+    bbox = ann["bbox"]
+    if not (isinstance(bbox, list) and len(bbox) == 4):
+        raise DatasetError(f"{path}: annotation {ann.get('id')}: bbox must be [x, y, w, h]")
+    x, y, w, h = (float(v) for v in bbox)
+    seg = ann.get("segmentation")
+    return SourceObject(
+        class_name=name,
+        box=(x, y, x + w, y + h),
+        ignore=bool(ann.get("ignore", 0)),
+        iscrowd=bool(ann.get("iscrowd", 0)),
+        segmentation=seg if seg else None,
+        area=float(ann["area"]) if "area" in ann else None,
+    )
+
+
+def read_coco_split(
+    json_path: Path, images_root: Path, split: str, log: BadInputLog
+) -> tuple[list[SourceImage], list[str]]:
+    """Read one split. Returns records (file order) and the category names in id order."""
+    data = _load_json(json_path)
+    cat_names = coco_category_names(data, json_path)
+    records: dict[Any, SourceImage] = {}
+    for img in data["images"]:
+        _require(img, ("id", "file_name"), "image", json_path)
+        file_name = str(img["file_name"])
+        size = (
+            (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
+        )
+        records[img["id"]] = SourceImage(
+            image_id=Path(file_name).stem,
+            path=resolve_inside(images_root, file_name, what=f"{json_path} image {img['id']}"),
+            split=split,
+            objects=[],
+            annotated_size=size,
+            origin=f"{json_path} image id {img['id']}",
+        )
+    for ann in data["annotations"]:
+        _require(ann, ("image_id", "category_id", "bbox"), "annotation", json_path)
+        rec = records.get(ann["image_id"])
+        if rec is None:
+            raise DatasetError(
+                f"{json_path}: annotation {ann.get('id')} refers to unknown image_id {ann['image_id']}"
+            )
+        name = cat_names.get(int(ann["category_id"]))
+        assert rec.objects is not None
+        if name is None:
+            log.problem(
+                rec,
+                "dropped_object",
+                f"annotation {ann.get('id')}: category_id {ann['category_id']} not in categories",
+            )
+            continue
+        rec.objects.append(_object(ann, name, json_path))
+    return list(records.values()), list(cat_names.values())
+
+
+def read_coco(
+    root: Path, cfg: CocoConfig, splits: tuple[str, str], log: BadInputLog
+) -> tuple[list[SourceImage], list[str]]:
+    """Read the train and test splits named in ``cfg`` (paths relative to ``root``)."""
+    pairs = [
+        (cfg.train_json, cfg.train_images, splits[0]),
+        (cfg.test_json, cfg.test_images, splits[1]),
+    ]
+    records: list[SourceImage] = []
+    names: list[str] = []
+    for json_rel, images_rel, split in pairs:
+        if json_rel is None or images_rel is None:
+            raise DatasetError(
+                f"dataset.coco: {split} split needs both its JSON and its images folder"
+            )
+        recs, cats = read_coco_split(root / json_rel, root / images_rel, split, log)
+        records += recs
+        names += [c for c in cats if c not in names]
+    return records, names
