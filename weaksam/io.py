@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,8 +28,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def json_safe(data: Any) -> Any:
+    """Replace NaN and infinities by None (strict JSON has no NaN) and numpy scalars by Python's."""
+    if isinstance(data, dict):
+        return {str(k): json_safe(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(v) for v in data]
+    if hasattr(data, "item") and callable(data.item):  # numpy scalar
+        data = data.item()
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
 def write_json(path: str | Path, data: Any, *, indent: int | None = None) -> None:
-    """Write ``data`` as JSON atomically."""
+    """Write ``data`` as strict JSON (NaN -> null) atomically."""
     with atomic_path(path) as tmp, tmp.open("w") as f:
-        json.dump(data, f, indent=indent)
+        json.dump(json_safe(data), f, indent=indent, allow_nan=False)
         f.write("\n")

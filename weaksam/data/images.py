@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION_TAG = 0x0112
 # Orientations whose transpose swaps width and height.
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from weaksam.config import VocConfig
+from weaksam.data.images import IMAGE_SUFFIXES
 from weaksam.data.records import (
     BadInputLog,
     DatasetError,
@@ -23,8 +24,6 @@ from weaksam.data.records import (
     SourceObject,
     resolve_inside,
 )
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _text(node: ET.Element, tag: str, xml_path: Path) -> str:
@@ -100,11 +99,14 @@ def seeded_split(
     return {image_id: (test if i in test_idx else train) for i, image_id in enumerate(ordered)}
 
 
-def _find_image(images_dir: Path, root: Path, image_id: str, filename: str | None) -> Path | None:
+def _find_image(root: Path, images_rel: str, image_id: str, filename: str | None) -> Path | None:
+    images_dir = root / images_rel
     candidates = []
     if filename:
-        candidates.append(resolve_inside(root, images_dir / filename, what=f"image {image_id}"))
-    candidates += [images_dir / f"{image_id}{ext}" for ext in IMAGE_EXTENSIONS]
+        candidates.append(
+            resolve_inside(root, Path(images_rel) / filename, what=f"image {image_id}")
+        )
+    candidates += [images_dir / f"{image_id}{ext}" for ext in IMAGE_SUFFIXES]
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -118,7 +120,7 @@ def _read_one(
         return None
     try:
         filename, size, objects = parse_voc_xml(xml_path, one_based=cfg.one_based)
-        image_path = _find_image(images_dir, root, image_id, filename)
+        image_path = _find_image(root, cfg.images_dir, image_id, filename)
     except DatasetError as exc:
         log.problem(placeholder, "skipped_image", str(exc))
         return None

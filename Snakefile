@@ -1,0 +1,18 @@
+# weaksam: WeakSAM (arXiv 2402.14812) as a Snakemake workflow.
+# The config is validated against config/schema.yaml before any rule is defined.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        dataset_outputs(),

@@ -1,0 +1,101 @@
+"""The ``weaksam`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from weaksam.io import write_json
+
+logger = logging.getLogger("weaksam")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from weaksam.evaluation.cocofiles import load_detections, load_ground_truth
+    from weaksam.evaluation.report import evaluate_detections, format_metrics
+
+    gt = load_ground_truth(args.gt)
+    dets = load_detections(args.detections, gt)
+    metrics = evaluate_detections(
+        gt, dets, iou=args.iou, plus_one=args.plus_one, with_coco=not args.no_coco
+    )
+    print(format_metrics(metrics))
+    out = args.out or Path(args.detections).with_suffix(".metrics.json")
+    write_json(out, metrics, indent=2)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_convert_text_boxes(args: argparse.Namespace) -> int:
+    from weaksam.evaluation.textboxes import text_boxes_to_coco
+
+    gt, dets = text_boxes_to_coco(args.gt_dir, args.det_dir, args.images_dir)
+    write_json(args.out_gt, gt)
+    write_json(args.out_det, dets)
+    print(
+        f"wrote {args.out_gt} ({len(gt['images'])} images, {len(gt['annotations'])} boxes, "
+        f"{len(gt['categories'])} classes) and {args.out_det} ({len(dets)} detections)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="weaksam",
+        description="WeakSAM workflow tools. The pipeline itself runs with snakemake; "
+        "these commands evaluate and convert its files.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="VOC AP (11-point and area), CorLoc and COCO AP of detections",
+        description="Evaluate a COCO results file (detections) against COCO instances (ground "
+        "truth). Prints a table and writes the metrics as JSON.",
+    )
+    ev.add_argument("--gt", type=Path, required=True, help="COCO instances JSON (ground truth)")
+    ev.add_argument("--detections", type=Path, required=True, help="COCO results JSON")
+    ev.add_argument("--out", type=Path, help="metrics JSON (default: DETECTIONS.metrics.json)")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold for VOC AP and CorLoc")
+    ev.add_argument(
+        "--plus-one",
+        action="store_true",
+        help="boxes are inclusive pixel indices: width = x2 - x1 + 1 (VOC devkit convention)",
+    )
+    ev.add_argument("--no-coco", action="store_true", help="skip the pycocotools metrics")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    cv = sub.add_parser(
+        "convert-text-boxes",
+        help="convert per-image text box files to COCO ground truth and results",
+        description="Ground truth lines 'class x1 y1 x2 y2 [difficult]', detection lines "
+        "'class score x1 y1 x2 y2', one NAME.txt per image in each folder.",
+    )
+    cv.add_argument("--gt-dir", type=Path, required=True)
+    cv.add_argument("--det-dir", type=Path, required=True)
+    cv.add_argument("--images-dir", type=Path, help="images, for their sizes (optional)")
+    cv.add_argument("--out-gt", type=Path, required=True)
+    cv.add_argument("--out-det", type=Path, required=True)
+    cv.set_defaults(func=_cmd_convert_text_boxes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError) as exc:
+        print(f"weaksam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Rule `shapes`: generate the shapes dataset in VOC layout."""
+
+from pathlib import Path
+
+from weaksam.config import load_config
+from weaksam.data.shapes import generate_shapes
+from weaksam.logs import setup_rule_logging
+
+setup_rule_logging(snakemake.log[0])
+cfg = load_config(snakemake.config).dataset
+generate_shapes(cfg.shapes, Path(snakemake.output[0]), cfg.splits)
