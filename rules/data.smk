@@ -4,12 +4,12 @@
 rule shapes:
     output:
         directory(f"{RESULTS}/source"),
-    params:
-        digest=section_digest(CFG.dataset.shapes),
     log:
         f"{RESULTS}/logs/shapes.log",
     conda:
         ENV
+    params:
+        digest=section_digest(CFG.dataset.shapes),
     script:
         "../workflow/scripts/generate_shapes.py"
 
@@ -25,11 +25,11 @@ rule dataset:
             if CFG.dataset.has_ground_truth
             else []
         ),
-    params:
-        digest=section_digest(CFG.dataset),
     log:
         f"{RESULTS}/logs/dataset.log",
     conda:
         ENV
+    params:
+        digest=section_digest(CFG.dataset),
     script:
         "../workflow/scripts/build_dataset.py"

@@ -80,12 +80,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # 16-bit data: 65535 -> 255. A 32-bit "I" image holding 16-bit values is treated alike.
         scale = 257.0 if img.mode != "I" or arr.max(initial=0) > 255 else 1.0
         arr8 = np.clip(np.round(arr / scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, mode="L").convert("RGB")
+        return Image.fromarray(arr8).convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
-        arr8 = np.zeros(arr.shape, np.uint8) if hi <= lo else ((arr - lo) / (hi - lo) * 255).round()
-        return Image.fromarray(arr8.astype(np.uint8), mode="L").convert("RGB")
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = np.zeros(arr.shape) if hi <= lo else (arr - lo) / (hi - lo) * 255
+        return Image.fromarray(np.round(scaled).astype(np.uint8)).convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     return img.convert("RGB")
@@ -142,7 +142,7 @@ def orient_mask(mask: np.ndarray, orientation: int) -> np.ndarray:
         4: lambda m: m[::-1, :],
         5: lambda m: m.T,
         6: lambda m: np.rot90(m, k=-1),
-        7: lambda m: np.rot90(m, k=-1)[:, ::-1],
+        7: lambda m: m.T[::-1, ::-1],
         8: lambda m: np.rot90(m, k=1),
     }
     if orientation not in ops:

@@ -118,7 +118,8 @@ def write_ground_truth(
     path: Path, entries: list[ImageEntry], classes: list[str], *, split: str, dataset: str
 ) -> None:
     """Write the COCO instances file of one split (images in manifest order)."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for coco_id, entry in enumerate(entries, start=1):
         if entry.split != split:
             continue

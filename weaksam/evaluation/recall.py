@@ -70,7 +70,7 @@ def proposal_recall(
         ]
     counts = [len(np.asarray(p).reshape(-1, 4)) for p in proposals]
     return {
-        "n": [*(int(n) for n in budgets[:-1]), "all"],
+        "n": [*sorted(set(n_values)), "all"],
         "iou_thresholds": [float(t) for t in iou_thresholds],
         "recall": recall,
         "mabo": float(np.concatenate(best).mean()) if num_gt else float("nan"),

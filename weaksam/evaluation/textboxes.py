@@ -72,7 +72,9 @@ def text_boxes_to_coco(
     names = sorted({r[0] for rows in gt_rows.values() for r in rows})
     names += sorted({r[0] for rows in det_rows.values() for r in rows} - set(names))
     cat_id = {n: i + 1 for i, n in enumerate(names)}
-    images, annotations, results = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for image_id, (stem, rows) in enumerate(gt_rows.items(), start=1):
         w, h = _image_size(images_dir, stem, [r[2] for r in rows])
         images.append({"id": image_id, "file_name": stem, "width": w, "height": h})

@@ -1,0 +1,1 @@
+"""Dataset readers, the manifest, COCO ground truth and the generated shapes dataset."""
