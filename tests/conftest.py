@@ -21,7 +21,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def write_image(path: Path, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save: object) -> Path:
+def write_image(
+    path: Path, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save: object
+) -> Path:
     """A deterministic noise image of ``size`` (W, H)."""
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

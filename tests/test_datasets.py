@@ -21,7 +21,9 @@ from weaksam.data.voc import parse_voc_xml, seeded_split
 
 
 def voc_cfg(root: Path, **extra: object) -> DatasetConfig:
-    return load_config({"dataset": {"name": "t", "format": "voc", "root": str(root), **extra}}).dataset
+    return load_config(
+        {"dataset": {"name": "t", "format": "voc", "root": str(root), **extra}}
+    ).dataset
 
 
 def skipped(out: Path) -> list[dict[str, str]]:
@@ -74,7 +76,12 @@ def test_voc_devkit_manifest_and_gt(make_voc: Callable[..., Path], tmp_path: Pat
 def test_bad_objects_fail_or_are_recorded(
     make_voc: Callable[..., Path], tmp_path: Path, objects: list, reason: str
 ) -> None:
-    root = make_voc({"trainval": [("a", objects), ("ok", [("dog", (1, 1, 9, 9), False)])], "test": [("b", [("dog", (1, 1, 9, 9), False)])]})
+    root = make_voc(
+        {
+            "trainval": [("a", objects), ("ok", [("dog", (1, 1, 9, 9), False)])],
+            "test": [("b", [("dog", (1, 1, 9, 9), False)])],
+        }
+    )
     with pytest.raises(DatasetError, match=reason):
         build_dataset(voc_cfg(root, classes=["dog", "cat"]), tmp_path / "fail")
     out = tmp_path / "skip"
@@ -85,8 +92,15 @@ def test_bad_objects_fail_or_are_recorded(
     assert "a" not in frame["image_id"].tolist()  # its only object dropped -> no labels -> skipped
 
 
-def test_box_partly_outside_is_clipped_and_recorded(make_voc: Callable[..., Path], tmp_path: Path) -> None:
-    root = make_voc({"trainval": [("a", [("dog", (50, 40, 80, 60), False)])], "test": [("b", [("dog", (1, 1, 9, 9), False)])]})
+def test_box_partly_outside_is_clipped_and_recorded(
+    make_voc: Callable[..., Path], tmp_path: Path
+) -> None:
+    root = make_voc(
+        {
+            "trainval": [("a", [("dog", (50, 40, 80, 60), False)])],
+            "test": [("b", [("dog", (1, 1, 9, 9), False)])],
+        }
+    )
     out = tmp_path / "o"
     build_dataset(voc_cfg(root), out)
     gt = json.loads((out / "gt" / "trainval.json").read_text())
@@ -94,14 +108,23 @@ def test_box_partly_outside_is_clipped_and_recorded(make_voc: Callable[..., Path
     assert [r["action"] for r in skipped(out)] == ["clipped_box"]
 
 
-def test_malformed_xml_truncated_image_small_image_duplicates(make_voc: Callable[..., Path], tmp_path: Path) -> None:
+def test_malformed_xml_truncated_image_small_image_duplicates(
+    make_voc: Callable[..., Path], tmp_path: Path
+) -> None:
     good = [("dog", (1, 1, 9, 9), False)]
-    root = make_voc({"trainval": [("a", good), ("bad", good), ("trunc", good), ("tiny", good)], "test": [("a", good), ("b", good)]})
+    root = make_voc(
+        {
+            "trainval": [("a", good), ("bad", good), ("trunc", good), ("tiny", good)],
+            "test": [("a", good), ("b", good)],
+        }
+    )
     (root / "Annotations" / "bad.xml").write_text("<annotation><object>")
     data = (root / "JPEGImages" / "trunc.jpg").read_bytes()
     (root / "JPEGImages" / "trunc.jpg").write_bytes(data[: len(data) // 2])
     write_image(root / "JPEGImages" / "tiny.jpg", (20, 10))
-    (root / "Annotations" / "tiny.xml").write_text(voc_xml("tiny.jpg", (20, 10), [("dog", (1, 1, 5, 5), False)]))
+    (root / "Annotations" / "tiny.xml").write_text(
+        voc_xml("tiny.jpg", (20, 10), [("dog", (1, 1, 5, 5), False)])
+    )
     with pytest.raises(DatasetError, match="malformed XML"):
         build_dataset(voc_cfg(root), tmp_path / "f")
     out = tmp_path / "s"
@@ -125,8 +148,12 @@ def test_exif_rotated_image_with_stored_frame_annotation(tmp_path: Path) -> None
     write_image(root / "JPEGImages" / "t.jpg", (64, 48))
     (root / "Annotations").mkdir()
     # Box in the stored frame: VOC 1..10 x 1..5 -> edges x 0..10, y 0..5.
-    (root / "Annotations" / "r.xml").write_text(voc_xml("r.jpg", (60, 40), [("dog", (1, 1, 10, 5), False)]))
-    (root / "Annotations" / "t.xml").write_text(voc_xml("t.jpg", (64, 48), [("dog", (1, 1, 10, 5), False)]))
+    (root / "Annotations" / "r.xml").write_text(
+        voc_xml("r.jpg", (60, 40), [("dog", (1, 1, 10, 5), False)])
+    )
+    (root / "Annotations" / "t.xml").write_text(
+        voc_xml("t.jpg", (64, 48), [("dog", (1, 1, 10, 5), False)])
+    )
     (root / "ImageSets" / "Main").mkdir(parents=True)
     (root / "ImageSets" / "Main" / "trainval.txt").write_text("r\n")
     (root / "ImageSets" / "Main" / "test.txt").write_text("t\n")
@@ -157,7 +184,12 @@ def test_path_escaping_root_is_refused(make_voc: Callable[..., Path], tmp_path: 
 
 
 def test_voc_segmentation_object_becomes_rle(make_voc: Callable[..., Path], tmp_path: Path) -> None:
-    root = make_voc({"trainval": [("a", [("dog", (1, 1, 10, 10), False), ("cat", (20, 20, 30, 30), False)])], "test": [("b", [("dog", (1, 1, 9, 9), False)])]})
+    root = make_voc(
+        {
+            "trainval": [("a", [("dog", (1, 1, 10, 10), False), ("cat", (20, 20, 30, 30), False)])],
+            "test": [("b", [("dog", (1, 1, 9, 9), False)])],
+        }
+    )
     inst = np.zeros((48, 64), np.uint8)
     inst[0:10, 0:10] = 1
     inst[19:30, 19:25] = 2
@@ -179,14 +211,26 @@ def test_loose_layout_seeded_split(tmp_path: Path) -> None:
     for i in range(10):
         write_image(root / "images" / f"im{i}.jpg", (64, 48))
         (root / "annotations").mkdir(exist_ok=True)
-        (root / "annotations" / f"im{i}.xml").write_text(voc_xml(f"im{i}.jpg", (64, 48), [("dog", (1, 1, 9, 9), False)]))
-    cfg = voc_cfg(root, voc={"layout": "loose", "images_dir": "images", "annotations_dir": "annotations"}, test_fraction=0.3, split_seed=3)
+        (root / "annotations" / f"im{i}.xml").write_text(
+            voc_xml(f"im{i}.jpg", (64, 48), [("dog", (1, 1, 9, 9), False)])
+        )
+    cfg = voc_cfg(
+        root,
+        voc={"layout": "loose", "images_dir": "images", "annotations_dir": "annotations"},
+        test_fraction=0.3,
+        split_seed=3,
+    )
     out = tmp_path / "o"
     build_dataset(cfg, out)
     frame = read_manifest(out / "manifest.parquet").frame
     assert (frame["split"] == "test").sum() == 3  # round(10 * 0.3)
-    assert seeded_split([f"im{i}" for i in range(10)], "trainval", "test", seed=3, test_fraction=0.3) == dict(zip(frame["image_id"], frame["split"], strict=True))
-    assert seeded_split(["a", "b"], "tr", "te", seed=0, test_fraction=0.01) in ({"a": "tr", "b": "te"}, {"a": "te", "b": "tr"})
+    assert seeded_split(
+        [f"im{i}" for i in range(10)], "trainval", "test", seed=3, test_fraction=0.3
+    ) == dict(zip(frame["image_id"], frame["split"], strict=True))
+    assert seeded_split(["a", "b"], "tr", "te", seed=0, test_fraction=0.01) in (
+        {"a": "tr", "b": "te"},
+        {"a": "te", "b": "tr"},
+    )
 
 
 def _coco_file(path: Path, images: list[dict], anns: list[dict]) -> None:
@@ -209,12 +253,42 @@ def test_coco_reader_polygons_rle_crowd(tmp_path: Path) -> None:
     counts.append(run)
     images = [{"id": 7, "file_name": "p.jpg", "width": 64, "height": 48}]
     anns = [
-        {"id": 1, "image_id": 7, "category_id": 1, "bbox": [0, 0, 10, 10], "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]], "area": 100, "iscrowd": 0},
-        {"id": 2, "image_id": 7, "category_id": 3, "bbox": [30, 10, 10, 10], "segmentation": {"size": [48, 64], "counts": counts}, "area": 100, "iscrowd": 1},
+        {
+            "id": 1,
+            "image_id": 7,
+            "category_id": 1,
+            "bbox": [0, 0, 10, 10],
+            "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            "area": 100,
+            "iscrowd": 0,
+        },
+        {
+            "id": 2,
+            "image_id": 7,
+            "category_id": 3,
+            "bbox": [30, 10, 10, 10],
+            "segmentation": {"size": [48, 64], "counts": counts},
+            "area": 100,
+            "iscrowd": 1,
+        },
     ]
     _coco_file(root / "train.json", images, anns)
     _coco_file(root / "test.json", [{"id": 8, "file_name": "q.jpg", "width": 64, "height": 48}], [])
-    cfg = load_config({"dataset": {"name": "c", "format": "coco", "root": str(root), "coco": {"train_json": "train.json", "train_images": "img", "test_json": "test.json", "test_images": "img"}}}).dataset
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "c",
+                "format": "coco",
+                "root": str(root),
+                "coco": {
+                    "train_json": "train.json",
+                    "train_images": "img",
+                    "test_json": "test.json",
+                    "test_images": "img",
+                },
+            }
+        }
+    ).dataset
     out = tmp_path / "o"
     summary = build_dataset(cfg, out)
     assert summary.classes == ("person", "car")  # category id order
@@ -231,15 +305,35 @@ def test_coco_reader_polygons_rle_crowd(tmp_path: Path) -> None:
     [
         ("{not json", "malformed JSON"),
         ('{"images": []}', "missing list 'annotations'"),
-        ('{"images": [{"id": 1, "file_name": "p.jpg"}], "annotations": [{"image_id": 2, "category_id": 1, "bbox": [0,0,1,1]}], "categories": [{"id": 1, "name": "a"}]}', "unknown image_id 2"),
-        ('{"images": [{"id": 1, "file_name": "p.jpg"}], "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0,0,1]}], "categories": [{"id": 1, "name": "a"}]}', r"bbox must be \[x, y, w, h\]"),
+        (
+            '{"images": [{"id": 1, "file_name": "p.jpg"}], "annotations": [{"image_id": 2, "category_id": 1, "bbox": [0,0,1,1]}], "categories": [{"id": 1, "name": "a"}]}',
+            "unknown image_id 2",
+        ),
+        (
+            '{"images": [{"id": 1, "file_name": "p.jpg"}], "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0,0,1]}], "categories": [{"id": 1, "name": "a"}]}',
+            r"bbox must be \[x, y, w, h\]",
+        ),
     ],
 )
 def test_coco_malformed(tmp_path: Path, content: str, message: str) -> None:
     root = tmp_path / "coco"
     write_image(root / "p.jpg", (64, 48))
     (root / "a.json").write_text(content)
-    cfg = load_config({"dataset": {"name": "c", "format": "coco", "root": str(root), "coco": {"train_json": "a.json", "train_images": ".", "test_json": "a.json", "test_images": "."}}}).dataset
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "c",
+                "format": "coco",
+                "root": str(root),
+                "coco": {
+                    "train_json": "a.json",
+                    "train_images": ".",
+                    "test_json": "a.json",
+                    "test_images": ".",
+                },
+            }
+        }
+    ).dataset
     with pytest.raises(DatasetError, match=message):
         build_dataset(cfg, tmp_path / "o")
 
@@ -248,14 +342,40 @@ def test_coco_unknown_category_is_recorded_in_skip_mode(tmp_path: Path) -> None:
     root = tmp_path / "coco"
     write_image(root / "p.jpg", (64, 48))
     write_image(root / "q.jpg", (64, 48))
-    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}, {"id": 2, "image_id": 1, "category_id": 99, "bbox": [0, 0, 5, 5]}]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]},
+        {"id": 2, "image_id": 1, "category_id": 99, "bbox": [0, 0, 5, 5]},
+    ]
     _coco_file(root / "tr.json", [{"id": 1, "file_name": "p.jpg", "width": 64, "height": 48}], anns)
     _coco_file(root / "te.json", [{"id": 2, "file_name": "q.jpg", "width": 64, "height": 48}], [])
-    coco = {"train_json": "tr.json", "train_images": ".", "test_json": "te.json", "test_images": "."}
+    coco = {
+        "train_json": "tr.json",
+        "train_images": ".",
+        "test_json": "te.json",
+        "test_images": ".",
+    }
     with pytest.raises(DatasetError, match="category_id 99"):
-        build_dataset(load_config({"dataset": {"name": "c", "format": "coco", "root": str(root), "coco": coco}}).dataset, tmp_path / "f")
+        build_dataset(
+            load_config(
+                {"dataset": {"name": "c", "format": "coco", "root": str(root), "coco": coco}}
+            ).dataset,
+            tmp_path / "f",
+        )
     out = tmp_path / "s"
-    build_dataset(load_config({"dataset": {"name": "c", "format": "coco", "root": str(root), "coco": coco, "on_bad_image": "skip"}}).dataset, out)
+    build_dataset(
+        load_config(
+            {
+                "dataset": {
+                    "name": "c",
+                    "format": "coco",
+                    "root": str(root),
+                    "coco": coco,
+                    "on_bad_image": "skip",
+                }
+            }
+        ).dataset,
+        out,
+    )
     assert [r["action"] for r in skipped(out)] == ["dropped_object"]
 
 
@@ -263,8 +383,19 @@ def test_labels_csv_has_no_ground_truth(tmp_path: Path) -> None:
     root = tmp_path / "folder"
     for name in ("a", "b", "c", "d"):
         write_image(root / "images" / f"{name}.jpg", (64, 48))
-    (root / "labels.csv").write_text("image,labels,split\na.jpg,dog; cat,trainval\nb.jpg,cat,trainval\nc.jpg,,test\nd.jpg,dog,test\n")
-    cfg = load_config({"dataset": {"name": "l", "format": "labels_csv", "root": str(root), "labels_csv": {"images_dir": "images"}}}).dataset
+    (root / "labels.csv").write_text(
+        "image,labels,split\na.jpg,dog; cat,trainval\nb.jpg,cat,trainval\nc.jpg,,test\nd.jpg,dog,test\n"
+    )
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "l",
+                "format": "labels_csv",
+                "root": str(root),
+                "labels_csv": {"images_dir": "images"},
+            }
+        }
+    ).dataset
     out = tmp_path / "o"
     build_dataset(cfg, out)
     frame = read_manifest(out / "manifest.parquet").frame
@@ -277,10 +408,18 @@ def test_labels_csv_bad_inputs(tmp_path: Path) -> None:
     write_image(root / "a.jpg", (64, 48))
     write_image(root / "b.jpg", (64, 48))
     (root / "labels.csv").write_text("image,labels\na.jpg,\nb.jpg,dog\n")
-    base = {"name": "l", "format": "labels_csv", "root": str(root), "split_seed": 0, "test_fraction": 0.5}
+    base = {
+        "name": "l",
+        "format": "labels_csv",
+        "root": str(root),
+        "split_seed": 0,
+        "test_fraction": 0.5,
+    }
     # Whichever of a / b lands in trainval: a has no labels, and "dog" is not in the list.
-    with pytest.raises(DatasetError, match="no labels|not in the class list"):
-        build_dataset(load_config({"dataset": {**base, "classes": ["cat"]}}).dataset, tmp_path / "o")
+    with pytest.raises(DatasetError, match=r"no labels|not in the class list"):
+        build_dataset(
+            load_config({"dataset": {**base, "classes": ["cat"]}}).dataset, tmp_path / "o"
+        )
     (root / "labels.csv").write_text("imagefile,labels\na.jpg,dog\n")
     with pytest.raises(DatasetError, match="header must have 'image' and 'labels'"):
         build_dataset(load_config({"dataset": base}).dataset, tmp_path / "o")

@@ -99,6 +99,7 @@ SHAPES: dict[str, Callable[[], tuple[list[Polygon], list[Polygon]]]] = {
 class PlacedObject:
     class_name: str
     mask: np.ndarray  # (H, W) bool, visible pixels
+    full_area: int  # pixels of the whole shape before occlusion
 
 
 def _shape_mask(
@@ -251,7 +252,9 @@ def render_image(
             (index_map == k).sum() >= cfg.min_visible * m.sum() for _, m, k in full_masks
         )
         if ok:
-            objects = [PlacedObject(kind, index_map == k) for kind, _, k in full_masks]
+            objects = [
+                PlacedObject(kind, index_map == k, int(m.sum())) for kind, m, k in full_masks
+            ]
             pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(
                 ImageFilter.GaussianBlur(0.6)
             )

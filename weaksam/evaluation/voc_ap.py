@@ -43,6 +43,18 @@ def voc_ap_from_pr(recall: np.ndarray, precision: np.ndarray, *, use_07_metric: 
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
+def coco101_ap_from_pr(recall: np.ndarray, precision: np.ndarray) -> float:
+    """AP as pycocotools interpolates it: the precision envelope read at the first detection
+    reaching each of the 101 recall points 0, 0.01, ..., 1 (0 beyond the last), averaged."""
+    rec = np.asarray(recall, dtype=np.float64)
+    if rec.size == 0:
+        return 0.0
+    env = np.maximum.accumulate(np.asarray(precision, dtype=np.float64)[::-1])[::-1]
+    idx = np.searchsorted(rec, np.linspace(0.0, 1.0, 101), side="left")
+    values = np.where(idx < rec.size, env[np.minimum(idx, rec.size - 1)], 0.0)
+    return float(values.mean())
+
+
 def match_class(
     gt: GroundTruth, dets: Detections, class_id: int, *, iou: float, plus_one: bool
 ) -> tuple[np.ndarray, np.ndarray, int]:

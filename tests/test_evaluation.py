@@ -1,0 +1,433 @@
+"""Evaluation: hand-worked cases, the VOC devkit's definition, and pycocotools on the same data."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from weaksam.cli import main
+from weaksam.evaluation.boxes import box_iou
+from weaksam.evaluation.cocofiles import (
+    EvaluationInputError,
+    detections_from_list,
+    ground_truth_from_dict,
+    load_detections,
+    load_ground_truth,
+)
+from weaksam.evaluation.corloc import corloc
+from weaksam.evaluation.recall import greedy_matched_iou, proposal_recall
+from weaksam.evaluation.textboxes import text_boxes_to_coco
+from weaksam.evaluation.voc_ap import (
+    coco101_ap_from_pr,
+    match_class,
+    voc_ap_from_pr,
+    voc_detection_ap,
+)
+
+
+def xywh(b: list[float]) -> list[float]:
+    return [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+
+
+def test_box_iou_hand_cases() -> None:
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[5, 5, 15, 15], [20, 20, 30, 30], [0, 0, 10, 10]])
+    # overlap 5x5 = 25, union 100 + 100 - 25 = 175
+    assert box_iou(a, b)[0].tolist() == pytest.approx([25 / 175, 0.0, 1.0])
+    # inclusive pixel indices 0..9 and 5..14: widths 10, overlap 5 pixels -> the same 25 / 175
+    assert box_iou(np.array([[0, 0, 9, 9]]), np.array([[5, 5, 14, 14]]), plus_one=True)[
+        0, 0
+    ] == pytest.approx(25 / 175)
+    assert box_iou(np.zeros((1, 4)), np.zeros((1, 4)))[0, 0] == 0.0  # empty union
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 3)
+
+
+def test_ap_from_pr_hand_worked() -> None:
+    # npos = 2, detections TP, FP, TP: recall (.5, .5, 1), precision (1, .5, 2/3).
+    rec, prec = np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])
+    # 11-point: t = 0..0.5 (6 points) see precision 1; t = 0.6..1 (5 points) see 2/3.
+    assert voc_ap_from_pr(rec, prec, use_07_metric=True) == pytest.approx((6 + 5 * 2 / 3) / 11)
+    # Area: recall 0 -> .5 at precision 1, .5 -> 1 at the envelope 2/3.
+    assert voc_ap_from_pr(rec, prec, use_07_metric=False) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    # 101-point: recall points 0..0.5 (51) read precision 1, 0.51..1 (50) read 2/3.
+    assert coco101_ap_from_pr(rec, prec) == pytest.approx((51 + 50 * 2 / 3) / 101)
+    # Recall exactly 0.3 counts for the 11-point threshold 0.3.
+    assert voc_ap_from_pr(np.array([0.3]), np.array([1.0]), use_07_metric=True) == pytest.approx(
+        4 / 11
+    )
+
+
+def hand_gt() -> dict[str, Any]:
+    boxes = [
+        (1, 1, [0, 0, 10, 10], 0),
+        (1, 1, [20, 20, 30, 30], 1),  # difficult
+        (2, 1, [0, 0, 10, 10], 0),
+        (2, 2, [50, 50, 60, 60], 0),
+    ]
+    return {
+        "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 120, "height": 120}],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": i,
+                "category_id": c,
+                "bbox": xywh(b),
+                "area": 100.0,
+                "iscrowd": 0,
+                "ignore": ig,
+            }
+            for k, (i, c, b, ig) in enumerate(boxes)
+        ],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+    }
+
+
+def hand_dets() -> list[dict[str, Any]]:
+    rows = [
+        (1, [0, 0, 10, 10], 0.9),  # TP
+        (1, [0, 0, 10, 10], 0.8),  # duplicate: FP
+        (1, [20, 20, 30, 30], 0.7),  # on the difficult box: ignored
+        (2, [100, 100, 110, 110], 0.6),  # FP
+        (2, [1, 0, 11, 10], 0.5),  # IoU 90 / 110: TP
+    ]
+    return [{"image_id": i, "category_id": 1, "bbox": xywh(b), "score": s} for i, b, s in rows]
+
+
+def test_voc_ap_hand_worked() -> None:
+    gt = ground_truth_from_dict(hand_gt())
+    dets = detections_from_list(hand_dets(), gt)
+    tp, fp, npos = match_class(gt, dets, 0, iou=0.5, plus_one=False)
+    assert (tp.tolist(), fp.tolist(), npos) == (
+        [True, False, False, True],
+        [False, True, True, False],
+        2,
+    )
+    res = voc_detection_ap(gt, dets).to_dict()
+    a, b, c = (res["per_class"][k] for k in "abc")  # type: ignore[index]
+    # recall (.5, .5, .5, 1), precision (1, .5, 1/3, .5)
+    assert a["ap11"] == pytest.approx((6 * 1 + 5 * 0.5) / 11)
+    assert a["ap_area"] == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    assert (b["ap11"], b["ap_area"], b["npos"]) == (0.0, 0.0, 1)  # ground truth, no detections
+    assert math.isnan(c["ap11"]) and c["npos"] == 0  # no ground truth: left out of the mean
+    assert res["map_area"] == pytest.approx(0.75 / 2)
+
+
+def test_iou_exactly_at_threshold_is_a_hit() -> None:
+    gt = ground_truth_from_dict(
+        {
+            **hand_gt(),
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 20]}],
+        }
+    )
+    dets = detections_from_list(
+        [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 1.0}], gt
+    )
+    assert voc_detection_ap(gt, dets).per_class[0].ap_area == 1.0  # IoU 100 / 200 = 0.5
+
+
+def test_corloc_hand_worked() -> None:
+    gt = ground_truth_from_dict(hand_gt())
+    res = corloc(gt, detections_from_list(hand_dets(), gt))
+    # class a: image 1 top-1 (0.9) hits, image 2 top-1 (0.6) misses -> 1/2; class b: 0/1.
+    assert res["per_class"]["a"] == {"corloc": 0.5, "positives": 2, "hits": 1}  # type: ignore[index]
+    assert res["per_class"]["b"]["corloc"] == 0.0  # type: ignore[index]
+    assert res["corloc"] == pytest.approx(0.25)
+
+
+def test_proposal_recall_hand_worked() -> None:
+    gts = [np.array([[0, 0, 10, 10], [0, 0, 10, 20]]), np.array([[0, 0, 5, 5]])]
+    # p1 overlaps g1 at 100/150 and g2 at 150/200; p2 overlaps g1 at 1 and g2 at 0.5.
+    props = [np.array([[0, 0, 10, 15], [0, 0, 10, 10]]), np.zeros((0, 4))]
+    assert greedy_matched_iou(np.array([[2 / 3, 0.75], [1.0, 0.5]])).tolist() == [1.0, 0.75]
+    res = proposal_recall(gts, props, n_values=(1,), iou_thresholds=(0.5, 0.7))
+    assert res["n"] == [1, "all"]
+    # N = 1: p1 goes to g2 (0.75), g1 and the second image's box are missed: 1 of 3.
+    # all: p2 -> g1 (1.0), p1 -> g2 (0.75): 2 of 3 (the image without proposals still counts).
+    assert res["recall"] == {
+        "0.5": pytest.approx([1 / 3, 2 / 3]),
+        "0.7": pytest.approx([1 / 3, 2 / 3]),
+    }
+    assert res["mabo"] == pytest.approx((1.0 + 0.75 + 0.0) / 3)
+    assert res["boxes_per_image"] == 1.0 and res["num_gt"] == 3
+
+
+def reference_voc_eval(
+    gt: dict[str, Any], dets: list[dict[str, Any]], cat: int, *, plus_one: bool, use_07: bool
+) -> float:
+    """The VOC devkit's per-class evaluation, written out detection by detection."""
+    recs: dict[int, dict[str, Any]] = {}
+    for a in gt["annotations"]:
+        if a["category_id"] != cat:
+            continue
+        r = recs.setdefault(a["image_id"], {"bbox": [], "difficult": [], "det": []})
+        x, y, w, h = a["bbox"]
+        r["bbox"].append([x, y, x + w, y + h])
+        r["difficult"].append(bool(a.get("ignore", 0)))
+        r["det"].append(False)
+    npos = sum(not d for r in recs.values() for d in r["difficult"])
+    cd = sorted((d for d in dets if d["category_id"] == cat), key=lambda d: -d["score"])
+    tp, fp = [], []
+    one = 1.0 if plus_one else 0.0
+    for d in cd:
+        x, y, w, h = d["bbox"]
+        bb = [x, y, x + w, y + h]
+        r = recs.get(d["image_id"])
+        ovmax, jmax = -1.0, -1
+        for j, g in enumerate(r["bbox"] if r else []):
+            iw = min(bb[2], g[2]) - max(bb[0], g[0]) + one
+            ih = min(bb[3], g[3]) - max(bb[1], g[1]) + one
+            inter = max(iw, 0) * max(ih, 0)
+            uni = (
+                (bb[2] - bb[0] + one) * (bb[3] - bb[1] + one)
+                + (g[2] - g[0] + one) * (g[3] - g[1] + one)
+                - inter
+            )
+            if inter / uni > ovmax:
+                ovmax, jmax = inter / uni, j
+        if ovmax >= 0.5:
+            assert r is not None
+            if r["difficult"][jmax]:
+                continue
+            if not r["det"][jmax]:
+                r["det"][jmax] = True
+                tp.append(1.0)
+                fp.append(0.0)
+            else:
+                tp.append(0.0)
+                fp.append(1.0)
+        else:
+            tp.append(0.0)
+            fp.append(1.0)
+    if npos == 0:
+        return float("nan")
+    ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+    rec = ctp / npos
+    prec = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+    if use_07:
+        return (
+            sum(
+                (max(prec[rec >= t]) if (rec >= t).any() else 0.0)
+                for t in [i / 10 for i in range(11)]
+            )
+            / 11
+        )
+    mrec = np.concatenate(([0.0], rec, [1.0]))
+    mpre = np.concatenate(([0.0], prec, [0.0]))
+    for i in range(len(mpre) - 1, 0, -1):
+        mpre[i - 1] = max(mpre[i - 1], mpre[i])
+    i = np.where(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def random_problem(seed: int, *, crowded: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Random ground truth and detections. Not crowded: ground truth in separate grid cells,
+    so no detection can reach IoU 0.5 with two of them (then VOC and COCO matching agree)."""
+    rng = np.random.default_rng(seed)
+    images, anns, dets = [], [], []
+    for img_id in range(1, 31):
+        images.append({"id": img_id, "width": 400, "height": 400})
+        cells = rng.permutation(16)[: rng.integers(1, 5)]
+        for cell in cells:
+            cx, cy = int(cell % 4) * 100 + 10, int(cell // 4) * 100 + 10
+            w, h = (float(v) for v in rng.uniform(20, 80, 2))
+            x, y = (
+                (cx + float(rng.uniform(-30, 30)), cy + float(rng.uniform(-30, 30)))
+                if crowded
+                else (float(cx), float(cy))
+            )
+            cat = int(rng.integers(1, 4))
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": cat,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                    "ignore": int(crowded and rng.uniform() < 0.15),
+                }
+            )
+            for _ in range(int(rng.integers(0, 4))):
+                jit = [float(v) for v in rng.normal(0, rng.choice([2.0, 10.0]), 4)]
+                dets.append(
+                    {
+                        "image_id": img_id,
+                        "category_id": cat if rng.uniform() < 0.85 else int(rng.integers(1, 4)),
+                        "bbox": [x + jit[0], y + jit[1], max(w + jit[2], 2), max(h + jit[3], 2)],
+                        "score": float(rng.uniform()),
+                    }
+                )
+        for _ in range(int(rng.integers(0, 4))):  # false positives anywhere
+            x, y = (float(v) for v in rng.uniform(0, 350, 2))
+            dets.append(
+                {
+                    "image_id": img_id,
+                    "category_id": int(rng.integers(1, 4)),
+                    "bbox": [x, y, 40.0, 40.0],
+                    "score": float(rng.uniform()),
+                }
+            )
+    cats = [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]
+    return {"images": images, "annotations": anns, "categories": cats}, dets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("plus_one", [False, True])
+def test_voc_ap_equals_devkit_reference(seed: int, plus_one: bool) -> None:
+    gt_dict, det_list = random_problem(seed, crowded=True)
+    gt = ground_truth_from_dict(gt_dict)
+    res = voc_detection_ap(gt, detections_from_list(det_list, gt), plus_one=plus_one)
+    for c, cls in zip((1, 2, 3), res.per_class, strict=True):
+        assert cls.ap11 == pytest.approx(
+            reference_voc_eval(gt_dict, det_list, c, plus_one=plus_one, use_07=True), abs=1e-12
+        )
+        assert cls.ap_area == pytest.approx(
+            reference_voc_eval(gt_dict, det_list, c, plus_one=plus_one, use_07=False), abs=1e-12
+        )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_ap50_agrees_with_pycocotools(seed: int) -> None:
+    gt_dict, det_list = random_problem(seed, crowded=False)
+    coco_gt = COCO()
+    coco_gt.dataset = json.loads(json.dumps(gt_dict))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(json.loads(json.dumps(det_list))), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+    gt = ground_truth_from_dict(gt_dict)
+    dets = detections_from_list(det_list, gt)
+    for k in range(3):
+        tp, fp, npos = match_class(gt, dets, k, iou=0.5, plus_one=False)
+        ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+        ours = coco101_ap_from_pr(ctp / npos, ctp / np.maximum(ctp + cfp, np.finfo(float).eps))
+        theirs = float(ev.eval["precision"][0, :, k, 0, 2].mean())  # IoU 0.5, all areas, 100 dets
+        assert ours == pytest.approx(theirs, abs=1e-9)
+        area = voc_ap_from_pr(ctp / npos, ctp / np.maximum(ctp + cfp, 1e-12), use_07_metric=False)
+        assert area == pytest.approx(theirs, abs=0.02)  # area vs 101 samples of the same curve
+
+
+def test_cartucho_example_end_to_end(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = shared_data / "cartucho-map"
+    gt_path, det_path, out = tmp_path / "gt.json", tmp_path / "det.json", tmp_path / "m.json"
+    assert (
+        main(
+            [
+                "convert-text-boxes",
+                "--gt-dir",
+                str(src / "ground-truth"),
+                "--det-dir",
+                str(src / "detection-results"),
+                "--images-dir",
+                str(src / "images-optional"),
+                "--out-gt",
+                str(gt_path),
+                "--out-det",
+                str(det_path),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--gt",
+                str(gt_path),
+                "--detections",
+                str(det_path),
+                "--plus-one",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    metrics = json.loads(out.read_text())
+    gt_dict = json.loads(gt_path.read_text())
+    det_list = json.loads(det_path.read_text())
+    assert (len(gt_dict["images"]), len(gt_dict["annotations"]), len(det_list)) == (85, 686, 494)
+    reference = [
+        reference_voc_eval(gt_dict, det_list, c["id"], plus_one=True, use_07=False)
+        for c in gt_dict["categories"]
+    ]
+    expected = float(np.nanmean(reference))
+    assert metrics["voc"]["map_area"] == pytest.approx(expected, abs=1e-12)
+    assert f"{100 * expected:5.1f}" in printed
+    assert 0.25 < expected < 0.40  # measured 0.310: a sanity band, the equality above is the check
+
+
+@pytest.mark.parametrize(
+    ("dets", "message"),
+    [
+        (
+            [{"image_id": 99, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}],
+            "image_id 99 not in the ground truth",
+        ),
+        (
+            [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 1, 1], "score": 1}],
+            "category_id 7 not in the ground truth",
+        ),
+        ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}], "malformed"),
+        ({"not": "a list"}, "must be a JSON list"),
+    ],
+)
+def test_bad_detections(dets: Any, message: str) -> None:
+    gt = ground_truth_from_dict(hand_gt())
+    with pytest.raises(EvaluationInputError, match=message):
+        detections_from_list(dets, gt)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("[1, 2")
+    with pytest.raises(EvaluationInputError, match="malformed JSON"):
+        load_ground_truth(tmp_path / "bad.json")
+    (tmp_path / "gt.json").write_text(json.dumps({"images": []}))
+    with pytest.raises(EvaluationInputError, match="missing list 'annotations'"):
+        load_ground_truth(tmp_path / "gt.json")
+    gt = ground_truth_from_dict(hand_gt())
+    with pytest.raises(EvaluationInputError, match="not found"):
+        load_detections(tmp_path / "nope.json", gt)
+    bad = hand_gt()
+    bad["annotations"][0]["image_id"] = 5
+    with pytest.raises(EvaluationInputError, match="unknown image_id 5"):
+        ground_truth_from_dict(bad)
+    assert (
+        main(
+            [
+                "evaluate",
+                "--gt",
+                str(tmp_path / "bad.json"),
+                "--detections",
+                str(tmp_path / "bad.json"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_text_boxes_converter_difficult_and_errors(tmp_path: Path) -> None:
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "det").mkdir()
+    (tmp_path / "gt" / "a.txt").write_text("dog 1 2 11 12\ncat 5 5 20 20 difficult\n")
+    (tmp_path / "det" / "a.txt").write_text("dog 0.9 1 2 11 12\n")
+    gt, dets = text_boxes_to_coco(tmp_path / "gt", tmp_path / "det")
+    assert [a["ignore"] for a in gt["annotations"]] == [0, 1]
+    assert gt["annotations"][0]["bbox"] == [1.0, 2.0, 10.0, 10.0]
+    assert dets == [{"image_id": 1, "category_id": 2, "bbox": [1.0, 2.0, 10.0, 10.0], "score": 0.9}]
+    (tmp_path / "det" / "a.txt").write_text("dog 1 2 11\n")
+    with pytest.raises(EvaluationInputError, match=r"a.txt:1"):
+        text_boxes_to_coco(tmp_path / "gt", tmp_path / "det")
