@@ -16,15 +16,17 @@ class EvaluationInputError(ValueError):
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """Per image (COCO image id): XYXY boxes (G, 4) float64, class ids (G,) int (0-based index
-    into ``classes``), ignore flags (G,) bool (VOC difficult or crowd)."""
+    """Flat arrays over all ground-truth boxes, in file order: image ids (G,), XYXY boxes
+    (G, 4) float64, class ids (G,) int (0-based index into ``classes``), ignore flags (G,) bool
+    (VOC difficult or crowd). ``image_ids`` lists every image, with boxes or not."""
 
     classes: tuple[str, ...]
     category_ids: tuple[int, ...]  # COCO category id of each class index
     image_ids: tuple[int, ...]
-    boxes: dict[int, np.ndarray]
-    labels: dict[int, np.ndarray]
-    ignore: dict[int, np.ndarray]
+    box_image_ids: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray
     raw: dict[str, Any]
 
 
@@ -62,15 +64,22 @@ def ground_truth_from_dict(data: dict[str, Any], *, source: str = "<ground truth
     cats = sorted(data["categories"], key=lambda c: int(c["id"]))
     cat_index = {int(c["id"]): i for i, c in enumerate(cats)}
     image_ids = tuple(int(img["id"]) for img in data["images"])
-    per_image: dict[int, list[tuple[list[float], int, bool]]] = {i: [] for i in image_ids}
+    known = set(image_ids)
+    rows: list[tuple[int, int, bool]] = []
+    bboxes: list[list[float]] = []
     for ann in data["annotations"]:
         try:
             img, cat, bbox = int(ann["image_id"]), int(ann["category_id"]), ann["bbox"]
+            bboxes.append([float(v) for v in bbox][:4])
         except (KeyError, TypeError, ValueError) as exc:
             raise EvaluationInputError(
                 f"{source}: bad annotation {str(ann)[:120]} ({exc})"
             ) from exc
-        if img not in per_image:
+        if len(bboxes[-1]) != 4:
+            raise EvaluationInputError(
+                f"{source}: annotation {ann.get('id')}: bbox must be [x, y, w, h]"
+            )
+        if img not in known:
             raise EvaluationInputError(
                 f"{source}: annotation {ann.get('id')} has unknown image_id {img}"
             )
@@ -79,19 +88,15 @@ def ground_truth_from_dict(data: dict[str, Any], *, source: str = "<ground truth
                 f"{source}: annotation {ann.get('id')} has unknown category_id {cat}"
             )
         flag = bool(ann.get("ignore", 0)) or bool(ann.get("iscrowd", 0))
-        per_image[img].append((bbox, cat_index[cat], flag))
-    boxes, labels, ignore = {}, {}, {}
-    for img, anns in per_image.items():
-        boxes[img] = xywh_to_xyxy(np.array([a[0] for a in anns], dtype=np.float64).reshape(-1, 4))
-        labels[img] = np.array([a[1] for a in anns], dtype=np.int64)
-        ignore[img] = np.array([a[2] for a in anns], dtype=bool)
+        rows.append((img, cat_index[cat], flag))
     return GroundTruth(
         classes=tuple(str(c["name"]) for c in cats),
         category_ids=tuple(int(c["id"]) for c in cats),
         image_ids=image_ids,
-        boxes=boxes,
-        labels=labels,
-        ignore=ignore,
+        box_image_ids=np.array([r[0] for r in rows], dtype=np.int64),
+        boxes=xywh_to_xyxy(np.array(bboxes, dtype=np.float64).reshape(-1, 4)),
+        labels=np.array([r[1] for r in rows], dtype=np.int64),
+        ignore=np.array([r[2] for r in rows], dtype=bool),
         raw=data,
     )
 

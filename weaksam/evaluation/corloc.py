@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from weaksam.evaluation.boxes import box_iou
+from weaksam.evaluation.boxes import best_match, box_iou_pairs, group_pairs
 from weaksam.evaluation.cocofiles import Detections, GroundTruth
 
 
@@ -20,27 +20,26 @@ def corloc(
     gt: GroundTruth, dets: Detections, *, iou: float = 0.5, plus_one: bool = False
 ) -> dict[str, object]:
     """Returns ``{"corloc": mean, "per_class": {name: {"corloc", "positives", "hits"}}}``."""
+    num_classes = len(gt.classes)
     # Top-1 detection per (image, class): sort by score descending (stable), keep first occurrence.
     order = np.argsort(-dets.scores, kind="stable")
-    keys = np.stack([dets.image_ids[order], dets.labels[order]], axis=1)
-    _, first = np.unique(keys, axis=0, return_index=True)
-    top1 = {(int(dets.image_ids[order[f]]), int(dets.labels[order[f]])): order[f] for f in first}
+    det_keys = dets.image_ids[order] * num_classes + dets.labels[order]
+    _, first = np.unique(det_keys, return_index=True)
+    top1 = order[first]  # (T,) detection indices
+    top1_keys = det_keys[first]
+    gt_keys = gt.box_image_ids * num_classes + gt.labels
+    g = np.argsort(gt_keys, kind="stable")
+    qi, ti = group_pairs(top1_keys, gt_keys[g])
+    overlaps = box_iou_pairs(dets.boxes[top1[qi]], gt.boxes[g[ti]], plus_one=plus_one)
+    best, _ = best_match(qi, ti, overlaps, len(top1))
+    hit_keys = top1_keys[best >= iou]
+    positive_keys = np.unique(gt_keys)  # (image, class) pairs whose ground truth has the class
+    positives = np.bincount(positive_keys % num_classes, minlength=num_classes)
+    hits = np.bincount(hit_keys % num_classes, minlength=num_classes)
     per_class: dict[str, dict[str, float]] = {}
     for class_id, name in enumerate(gt.classes):
-        positives = hits = 0
-        for image_id in gt.image_ids:
-            gmask = gt.labels[image_id] == class_id
-            if not gmask.any():
-                continue
-            positives += 1
-            k = top1.get((image_id, class_id))
-            if k is not None:
-                overlaps = box_iou(
-                    dets.boxes[k][None], gt.boxes[image_id][gmask], plus_one=plus_one
-                )
-                hits += int(overlaps.max() >= iou)
-        value = hits / positives if positives else float("nan")
-        per_class[name] = {"corloc": value, "positives": positives, "hits": hits}
+        p, h = int(positives[class_id]), int(hits[class_id])
+        per_class[name] = {"corloc": h / p if p else float("nan"), "positives": p, "hits": h}
     finite = [v["corloc"] for v in per_class.values() if not math.isnan(v["corloc"])]
     return {
         "corloc": float(np.mean(finite)) if finite else float("nan"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weaksam.evaluation.boxes import box_iou
+from weaksam.evaluation.boxes import best_match, box_iou_pairs, group_pairs
 from weaksam.evaluation.cocofiles import Detections, GroundTruth
 
 # The 11 recall points 0, 0.1, ..., 1.0, each the nearest double to i / 10.
@@ -61,36 +61,27 @@ def match_class(
     """True/false positive flags of one class's detections in descending score order.
 
     Returns (tp (D',) bool, fp (D',) bool, npos): detections matched to ignored ground truth are
-    removed from both arrays; npos counts the class's non-ignored ground truth.
+    removed from both arrays; npos counts the class's non-ignored ground truth. Vectorised: a
+    detection is a true positive when it is the first, in score order, whose best ground truth
+    (IoU >= ``iou``) is that box.
     """
+    g = np.nonzero(gt.labels == class_id)[0]
+    g = g[np.argsort(gt.box_image_ids[g], kind="stable")]  # by image, file order within
+    npos = int((~gt.ignore[g]).sum())
     sel = np.nonzero(dets.labels == class_id)[0]
     order = sel[np.argsort(-dets.scores[sel], kind="stable")]
-    npos = sum(int(((gt.labels[i] == class_id) & ~gt.ignore[i]).sum()) for i in gt.image_ids)
+    qi, ti = group_pairs(dets.image_ids[order], gt.box_image_ids[g])
+    overlaps = box_iou_pairs(dets.boxes[order[qi]], gt.boxes[g[ti]], plus_one=plus_one)
+    best, target = best_match(qi, ti, overlaps, len(order))
+    hit = (best >= iou) & (target >= 0)
+    ignored = np.zeros(len(order), dtype=bool)
+    ignored[hit] = gt.ignore[g[target[hit]]]
+    candidates = np.nonzero(hit & ~ignored)[0]
+    _, first = np.unique(target[candidates], return_index=True)
     tp = np.zeros(len(order), dtype=bool)
-    fp = np.ones(len(order), dtype=bool)  # unmatched detections are false positives
-    keep = np.ones(len(order), dtype=bool)
-    img_of = dets.image_ids[order]
-    for image_id in np.unique(img_of):
-        gmask = gt.labels[int(image_id)] == class_id
-        if not gmask.any():
-            continue
-        pos = np.nonzero(img_of == image_id)[0]  # positions in score order
-        overlaps = box_iou(
-            dets.boxes[order[pos]], gt.boxes[int(image_id)][gmask], plus_one=plus_one
-        )
-        ignored = gt.ignore[int(image_id)][gmask]
-        best = overlaps.argmax(axis=1)
-        best_iou = overlaps[np.arange(len(pos)), best]
-        taken = np.zeros(gmask.sum(), dtype=bool)
-        for k, p in enumerate(pos):  # sequential: a ground truth is matched once
-            if best_iou[k] < iou:
-                continue
-            j = best[k]
-            if ignored[j]:
-                keep[p], fp[p] = False, False
-            elif not taken[j]:
-                taken[j], tp[p], fp[p] = True, True, False
-    return tp[keep], fp[keep], npos
+    tp[candidates[first]] = True
+    keep = ~ignored
+    return tp[keep], ~tp[keep], npos
 
 
 @dataclass(frozen=True)
