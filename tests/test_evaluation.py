@@ -312,3 +312,75 @@ def test_text_boxes_converter_difficult_and_errors(tmp_path: Path) -> None:
     (tmp_path / "det" / "a.txt").write_text("dog 1 2 11\n")
     with pytest.raises(EvaluationInputError, match=r"a.txt:1"):
         text_boxes_to_coco(tmp_path / "gt", tmp_path / "det")
+
+
+def _rle(mask: np.ndarray) -> dict[str, Any]:
+    from weaksam.data.masks import encode_rle
+
+    return encode_rle(mask)
+
+
+def test_coco_mask_ap_at_extra_thresholds_hand_worked() -> None:
+    from weaksam.evaluation.coco import coco_ap
+
+    gt_mask = np.zeros((40, 40), bool)
+    gt_mask[0:20, 0:20] = True  # 400 pixels
+    half = np.zeros((40, 40), bool)
+    half[0:20, 0:10] = True  # 200 pixels inside the ground truth: mask IoU 200 / 400 = 0.5
+    gt = {
+        "images": [{"id": 1, "width": 40, "height": 40}, {"id": 2, "width": 40, "height": 40}],
+        "annotations": [
+            {
+                "id": i,
+                "image_id": i,
+                "category_id": 1,
+                "bbox": [0, 0, 20, 20],
+                "area": 400.0,
+                "iscrowd": 0,
+                "segmentation": _rle(gt_mask),
+            }
+            for i in (1, 2)
+        ],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    dets = [
+        {
+            "image_id": 1,
+            "category_id": 1,
+            "bbox": [0, 0, 20, 20],
+            "score": 0.9,
+            "segmentation": _rle(gt_mask),
+        },
+        {
+            "image_id": 2,
+            "category_id": 1,
+            "bbox": [0, 0, 20, 20],
+            "score": 0.8,
+            "segmentation": _rle(half),
+        },
+    ]
+    segm = coco_ap(gt, dets, iou_type="segm")
+    # IoU 0.25 and 0.5: both detections match (the half mask has IoU exactly 0.5) -> AP 1.
+    assert segm["AP25"] == pytest.approx(1.0) and segm["AP50"] == pytest.approx(1.0)
+    # IoU 0.7 and 0.75: only image 1 matches; precision 1 up to recall 0.5, then nothing: the
+    # 101-point curve reads 1 at recall 0..0.5 (51 points) -> 51 / 101.
+    assert segm["AP70"] == pytest.approx(51 / 101) and segm["AP75"] == pytest.approx(51 / 101)
+    # The boxes are identical, so box AP is 1 at every threshold.
+    bbox = coco_ap(gt, dets, iou_type="bbox")
+    assert bbox["AP"] == pytest.approx(1.0) and bbox["AP70"] == pytest.approx(1.0)
+    assert math.isnan(coco_ap(gt, [], iou_type="bbox")["AP"])
+
+
+def test_evaluate_reports_segm_when_detections_have_masks() -> None:
+    from weaksam.evaluation.report import evaluate_detections, format_metrics
+
+    gt_dict = hand_gt()
+    gt = ground_truth_from_dict(gt_dict)
+    res = evaluate_detections(gt, detections_from_list(hand_dets(), gt))
+    assert "coco_segm" not in res and res["voc"]["map_area"] == pytest.approx(0.375)
+    assert "CorLoc" in format_metrics(res)
+
+
+def test_recall_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="2 ground-truth sets but 1 proposal sets"):
+        proposal_recall([np.zeros((0, 4)), np.zeros((0, 4))], [np.zeros((0, 4))])
