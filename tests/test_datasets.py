@@ -167,19 +167,24 @@ def test_exif_rotated_image_with_stored_frame_annotation(tmp_path: Path) -> None
     assert [r["action"] for r in skipped(out)] == ["rotated_annotation"]
 
 
-def test_annotation_size_mismatch_is_bad(make_voc: Callable[..., Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("filename", "size", "message"),
+    [
+        ("a.jpg", (100, 100), "annotation says 100x100 but the image is 64x48"),
+        ("../../../etc/passwd", (64, 48), "escapes the dataset root"),
+    ],
+)
+def test_bad_annotation_header(
+    make_voc: Callable[..., Path],
+    tmp_path: Path,
+    filename: str,
+    size: tuple[int, int],
+    message: str,
+) -> None:
     good = [("dog", (1, 1, 9, 9), False)]
     root = make_voc({"trainval": [("a", good), ("b", good)], "test": [("c", good)]})
-    (root / "Annotations" / "a.xml").write_text(voc_xml("a.jpg", (100, 100), good))
-    with pytest.raises(DatasetError, match="annotation says 100x100 but the image is 64x48"):
-        build_dataset(voc_cfg(root), tmp_path / "o")
-
-
-def test_path_escaping_root_is_refused(make_voc: Callable[..., Path], tmp_path: Path) -> None:
-    good = [("dog", (1, 1, 9, 9), False)]
-    root = make_voc({"trainval": [("a", good), ("b", good)], "test": [("c", good)]})
-    (root / "Annotations" / "a.xml").write_text(voc_xml("../../../etc/passwd", (64, 48), good))
-    with pytest.raises(DatasetError, match="escapes the dataset root"):
+    (root / "Annotations" / "a.xml").write_text(voc_xml(filename, size, good))
+    with pytest.raises(DatasetError, match=message):
         build_dataset(voc_cfg(root), tmp_path / "o")
 
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def _area(boxes: np.ndarray, one: float) -> np.ndarray:
+    """Areas of (N, 4) XYXY boxes, (N,); ``one`` is 1 for inclusive pixel indices, else 0."""
+    return np.clip(boxes[:, 2] - boxes[:, 0] + one, 0, None) * np.clip(
+        boxes[:, 3] - boxes[:, 1] + one, 0, None
+    )
+
+
 def box_iou(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np.ndarray:
     """IoU of every pair of XYXY boxes: (N, 4) x (M, 4) -> (N, M) float64.
 
@@ -15,8 +22,7 @@ def box_iou(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np.ndarr
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     one = 1.0 if plus_one else 0.0
-    area_a = np.clip(a[:, 2] - a[:, 0] + one, 0, None) * np.clip(a[:, 3] - a[:, 1] + one, 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0] + one, 0, None) * np.clip(b[:, 3] - b[:, 1] + one, 0, None)
+    area_a, area_b = _area(a, one), _area(b, one)
     iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one
     ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)  # (N, M)
@@ -31,8 +37,7 @@ def box_iou_pairs(a: np.ndarray, b: np.ndarray, *, plus_one: bool = False) -> np
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     one = 1.0 if plus_one else 0.0
-    area_a = np.clip(a[:, 2] - a[:, 0] + one, 0, None) * np.clip(a[:, 3] - a[:, 1] + one, 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0] + one, 0, None) * np.clip(b[:, 3] - b[:, 1] + one, 0, None)
+    area_a, area_b = _area(a, one), _area(b, one)
     iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one
     ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
