@@ -27,30 +27,28 @@ def test_plateau_gives_one_point() -> None:
 
 
 def test_two_peaks_closer_than_half_window() -> None:
-    # Peaks at (row 10, col 10) = 1.0 and (row 10, col 16) = 0.95: L1 distance 6 < 8.
-    # With k = 17 the second is not even a local maximum (inside the first's window);
-    # with k = 5 it is a local maximum but L1 suppression at (5-1)/2 = 2 keeps it (6 >= 2).
+    # k = 17, so the suppression distance is (17 - 1) / 2 = 8.
+    # Equal peaks at (row 10, col 10) and (row 10, col 14): both equal their window maximum, so
+    # both are candidates; the second is at L1 distance 4 < 8 from the first and is suppressed.
     m = np.zeros((40, 40), np.float32)
-    m[10, 10], m[10, 16] = 1.0, 0.95
+    m[10, 10] = m[10, 14] = 1.0
     assert peak_points(m, kernel=17)[0].tolist() == [[10, 10]]
-    assert peak_points(m, kernel=5)[0].tolist() == [[10, 10], [16, 10]]
-    # Both local maxima (window 13 cannot see 7 columns apart... it can: 6 <= 6), so use k = 11:
-    # window radius 5 < 6, both are maxima, and L1 suppression at (11-1)/2 = 5 keeps both (6 >= 5);
-    # at k = 13 the second is inside the window of the first and drops at the max-pool step.
-    assert peak_points(m, kernel=11)[0].tolist() == [[10, 10], [16, 10]]
-    assert peak_points(m, kernel=13)[0].tolist() == [[10, 10]]
-
-
-def test_suppression_by_l1_distance() -> None:
-    # Local maxima in a 3x3 window at L1 distance 2 (diagonal neighbours two apart) survive the
-    # max-pool but fall to L1 suppression at (7-1)/2 = 3 when k = 7 cannot see them... build it
-    # directly: k = 3, suppression distance 1 keeps everything; the rule is distance >= (k-1)/2.
-    m = np.zeros((10, 10), np.float32)
-    m[2, 2], m[3, 3] = 1.0, 0.99  # diagonal: neither is in the other's 3x3 window? it is.
-    assert local_maxima(torch.from_numpy(m), 3)[3, 3].item() is False
-    m2 = np.zeros((10, 10), np.float32)
-    m2[2, 2], m2[2, 4] = 1.0, 0.99  # two apart: both 3x3 maxima, L1 distance 2 >= 1
-    assert peak_points(m2, kernel=3)[0].tolist() == [[2, 2], [4, 2]]
+    # A lower value at the same place is not even a local maximum (inside the first's window).
+    m[10, 14] = 0.95
+    assert not local_maxima(torch.from_numpy(m), 17)[10, 14]
+    assert peak_points(m, kernel=17)[0].tolist() == [[10, 10]]
+    # Distance exactly 8 is kept (the rule is >=): equal peaks at columns 10 and 18.
+    m2 = np.zeros((40, 40), np.float32)
+    m2[10, 10] = m2[10, 18] = 1.0
+    assert peak_points(m2, kernel=17)[0].tolist() == [[10, 10], [18, 10]]
+    # L1 counts both axes: (10, 10) and (14, 15) are 4 + 5 = 9 >= 8 apart (kept), while
+    # (10, 10) and (13, 14) are 3 + 4 = 7 < 8 apart (suppressed).
+    m3 = np.zeros((40, 40), np.float32)
+    m3[10, 10] = m3[14, 15] = 1.0
+    assert len(peak_points(m3, kernel=17)[0]) == 2
+    m4 = np.zeros((40, 40), np.float32)
+    m4[10, 10] = m4[13, 14] = 1.0
+    assert len(peak_points(m4, kernel=17)[0]) == 1
 
 
 def test_second_peak_below_threshold_is_dropped() -> None:
