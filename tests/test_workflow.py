@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -20,7 +21,17 @@ TINY = {
         "name": "tiny",
         "format": "shapes",
         "shapes": {"seed": 5, "num_trainval": 4, "num_test": 3, "image_size": 96},
-    }
+    },
+    "assets": {"cache_dir": str(REPO / "resources")},
+    "cam": {
+        "iterations": 3,
+        "batch_size": 2,
+        "train_size": 64,
+        "warmup_iterations": 1,
+        "checkpoint_every": 2,
+    },
+    "prompts": {"points_per_side": 4},
+    "compute": {"shards": 2, "workers": 0},
 }
 
 
@@ -57,6 +68,16 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     gt = json.loads((results / "gt" / "test.json").read_text())
     assert len(gt["images"]) == 3 and gt["annotations"]
     assert (results / "logs" / "dataset.log").read_text().count("dataset tiny") == 1
+    for split in ("trainval", "test"):
+        prompts = pd.read_parquet(results / "prompts" / f"{split}.parquet")
+        assert set(prompts["image_id"]) == set(manifest.split(split)["image_id"])
+        assert (prompts["source"] == "grid").sum() == 16 * len(manifest.split(split))
+        assert (
+            json.loads((results / "prompts" / f"{split}.pointing.json").read_text())["images"] > 0
+        )
+        assert (results / "cam" / f"{split}_overlays.png").stat().st_size > 1000
+    metrics = json.loads((results / "cam" / "classifier_metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["map"] <= 1.0
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0

@@ -95,6 +95,42 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class AssetsConfig:
+    cache_dir: str | None = None
+    vgg16: str | None = None
+    resnet50: str | None = None
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    backbone: Literal["efficientnet_lite0", "vgg16", "resnet50"] = "efficientnet_lite0"
+    output_stride: int = 16
+    train_size: int = 256
+    batch_size: int = 8
+    iterations: int = 300
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 20
+    checkpoint_every: int = 50
+    scale_jitter: tuple[float, ...] = (0.7, 1.3)
+    dropout: float = 0.1
+    freeze_bn: bool = True
+    scales: tuple[float, ...] = (1.0, 0.8, 1.2)
+    flip: bool = True
+    max_side: int | None = None
+    test_class_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    peak_kernel: int = 17
+    top_k: int = 25
+    peak_threshold: float = 0.9
+    points_per_side: int = 32
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
@@ -113,6 +149,9 @@ class ComputeConfig:
 @dataclass(frozen=True)
 class WeaksamConfig:
     dataset: DatasetConfig
+    assets: AssetsConfig = field(default_factory=AssetsConfig)
+    cam: CamConfig = field(default_factory=CamConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
@@ -178,6 +217,12 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
         raise ConfigError(
             "config key 'dataset.shapes.min_object_fraction': larger than max_object_fraction"
         )
+    if cfg.prompts.peak_kernel % 2 == 0:
+        raise ConfigError(
+            f"config key 'prompts.peak_kernel': must be odd, got {cfg.prompts.peak_kernel}"
+        )
+    if cfg.cam.scale_jitter[0] > cfg.cam.scale_jitter[1]:
+        raise ConfigError("config key 'cam.scale_jitter': [low, high] with low <= high")
     if cfg.dataset.train_split == cfg.dataset.test_split:
         raise ConfigError("config keys 'dataset.train_split' and 'dataset.test_split' are equal")
     if cfg.dataset.format in ("voc", "coco", "labels_csv") and cfg.dataset.root is None:
@@ -193,7 +238,12 @@ def load_config_file(path: str | Path) -> WeaksamConfig:
     return load_config(raw)
 
 
-def section_digest(section: Any) -> str:
-    """Stable sha256 (hex, 16 chars) of a config section, recorded in artifacts that depend on it."""
-    payload = json.dumps(dataclasses.asdict(section), sort_keys=True, default=str)
+def section_digest(*sections: Any) -> str:
+    """Stable sha256 (hex, 16 chars) of config sections (dataclasses or plain values), recorded in
+    artifacts that depend on them."""
+    data = [
+        dataclasses.asdict(s) if dataclasses.is_dataclass(s) and not isinstance(s, type) else s
+        for s in sections
+    ]
+    payload = json.dumps(data if len(data) > 1 else data[0], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,121 @@
+"""CAM classifier training: schedule, augmentation, determinism and resume after a kill."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import weaksam.cam.train as train_mod
+from weaksam.cam.train import augment, lr_factor, multi_hot, train_classifier
+from weaksam.config import AssetsConfig, CamConfig, load_config
+from weaksam.data.build import build_dataset
+from weaksam.data.manifest import read_manifest
+from weaksam.data.shapes import generate_shapes
+
+
+def test_lr_factor_hand_worked() -> None:
+    cfg = replace(CamConfig(), iterations=12, warmup_iterations=2)
+    # warm-up: (step + 1) / 2; then cosine over 10 steps: 0.5 * (1 + cos(pi * k / 10))
+    assert [lr_factor(s, cfg) for s in (0, 1, 2, 7)] == pytest.approx([0.5, 1.0, 1.0, 0.5])
+    assert lr_factor(11, cfg) == pytest.approx(
+        0.5 * (1 + torch.cos(torch.tensor(torch.pi * 9 / 10)).item())
+    )
+
+
+def test_multi_hot() -> None:
+    assert multi_hot([[0, 2], []], 3).tolist() == [[1, 0, 1], [0, 0, 0]]
+
+
+def test_augment_shape_and_seed() -> None:
+    img = torch.rand(3, 50, 80) * 255
+    a = augment(img, 64, (0.7, 1.3), torch.Generator().manual_seed(1))
+    b = augment(img, 64, (0.7, 1.3), torch.Generator().manual_seed(1))
+    assert a.shape == (3, 64, 64) and torch.equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "t",
+                "format": "shapes",
+                "shapes": {"num_trainval": 6, "num_test": 2, "image_size": 64},
+            }
+        }
+    ).dataset
+    generate_shapes(cfg.shapes, root / "src", cfg.splits)
+    build_dataset(cfg, root / "out", source_root=root / "src")
+    return root / "out" / "manifest.parquet"
+
+
+def _cfg() -> CamConfig:
+    return replace(
+        CamConfig(),
+        train_size=64,
+        batch_size=2,
+        iterations=4,
+        warmup_iterations=1,
+        checkpoint_every=2,
+    )
+
+
+def test_killed_training_resumes_to_the_same_weights(
+    tiny_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = read_manifest(tiny_manifest)
+    torch.set_num_threads(1)
+    full = train_classifier(
+        manifest,
+        "trainval",
+        _cfg(),
+        AssetsConfig(),
+        out=tmp_path / "a.pt",
+        work=tmp_path / "a.work",
+        seed=3,
+        log_path=tmp_path / "a.tsv",
+    )
+
+    real_save = train_mod.save_checkpoint
+    calls = {"n": 0}
+
+    def killed_after_first(*args: object, **kwargs: object) -> None:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        calls["n"] += 1
+        raise KeyboardInterrupt("killed after the first checkpoint")
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(
+            manifest,
+            "trainval",
+            _cfg(),
+            AssetsConfig(),
+            out=tmp_path / "b.pt",
+            work=tmp_path / "b.work",
+            seed=3,
+            log_path=tmp_path / "b.tsv",
+        )
+    assert calls["n"] == 1 and torch.load(tmp_path / "b.work", weights_only=True)["step"] == 2
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    resumed = train_classifier(
+        manifest,
+        "trainval",
+        _cfg(),
+        AssetsConfig(),
+        out=tmp_path / "b.pt",
+        work=tmp_path / "b.work",
+        seed=3,
+        log_path=tmp_path / "b.tsv",
+    )
+    for (name, p), q in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert (
+        (tmp_path / "a.tsv").read_text().count("\n")
+        == (tmp_path / "b.tsv").read_text().count("\n")
+        == 5
+    )

@@ -1,0 +1,140 @@
+"""Stage A inference: multi-scale, flipped CAMs per image (METHOD.md section 2.3).
+
+For each scale (the first, 1.0, defines the output size) the image is resized bicubically and run
+as is and flipped; each CAM (ReLU of the head's maps) is upsampled bilinearly to the image size,
+the flipped ones are flipped back, and all passes are summed. Only the image's classes are kept:
+its labels on the training split, the classifier's predictions (probability of the unflipped
+first pass >= ``test_class_threshold``) on evaluation splits, never the ground truth there.
+Each kept map is min-max normalised to [0, 1] (eps 1e-8) and stored as float16.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from weaksam.cam.imaging import to_tensor
+from weaksam.config import CamConfig
+from weaksam.data.images import load_rgb
+from weaksam.data.manifest import Manifest
+from weaksam.h5store import ShardWriter, shard_slice
+from weaksam.models.classifier import CamClassifier
+
+logger = logging.getLogger(__name__)
+
+CAM_STORE_KIND = "cam"
+
+
+@dataclass(frozen=True)
+class ImageCams:
+    cams: np.ndarray  # (K, H, W) float32 in [0, 1], one map per kept class
+    class_ids: np.ndarray  # (K,) int64
+    scores: np.ndarray  # (C,) float32 classifier probabilities (first pass)
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3, H, W) -> (1, 3, h, w) bicubic, clamped to [0, 255]."""
+    if tuple(image.shape[1:]) == size:
+        return image[None]
+    return F.interpolate(image[None], size=size, mode="bicubic", align_corners=False).clamp(0, 255)
+
+
+def min_max_normalise(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per map of (K, H, W): (m - min) / (max - min + eps)."""
+    flat = maps.flatten(1)
+    lo = flat.min(dim=1).values[:, None, None]
+    hi = flat.max(dim=1).values[:, None, None]
+    return (maps - lo) / (hi - lo + eps)
+
+
+@torch.no_grad()
+def multiscale_cams(
+    model: CamClassifier, image: torch.Tensor, cfg: CamConfig, *, labels: list[int] | None
+) -> ImageCams:
+    """CAMs of one (3, H, W) image in [0, 255]. ``labels`` given: keep those classes (training
+    split); None: keep the classes the classifier predicts (evaluation split)."""
+    _, h, w = image.shape
+    base = min(1.0, cfg.max_side / max(h, w)) if cfg.max_side else 1.0
+    total: torch.Tensor | None = None
+    keep = torch.tensor([], dtype=torch.long)
+    scores = torch.zeros(model.num_classes)
+    for i, scale in enumerate(cfg.scales):
+        size = (max(1, round(h * base * scale)), max(1, round(w * base * scale)))
+        x = _resize(image, size)
+        batch = torch.cat([x, x.flip(-1)]) if cfg.flip else x  # (P, 3, h', w')
+        raw = model.cams(batch)  # (P, C, h'', w'')
+        if i == 0:
+            scores = torch.sigmoid(raw[0].mean(dim=(1, 2)))  # (C,) logits of the unflipped pass
+            if labels is not None:
+                keep = torch.tensor(sorted(set(labels)), dtype=torch.long)
+            else:
+                keep = torch.nonzero(scores >= cfg.test_class_threshold).flatten()
+            if keep.numel() == 0:
+                break
+        maps = F.interpolate(
+            F.relu(raw[:, keep]), size=(h, w), mode="bilinear", align_corners=False
+        )
+        if cfg.flip:
+            maps[1] = maps[1].flip(-1)  # (P, K, H, W)
+        total = maps.sum(0) if total is None else total + maps.sum(0)
+    cams = np.zeros((0, h, w), np.float32) if total is None else min_max_normalise(total).numpy()
+    return ImageCams(cams, keep.numpy().astype(np.int64), scores.numpy().astype(np.float32))
+
+
+def extract_cams_shard(
+    model: CamClassifier,
+    manifest: Manifest,
+    split: str,
+    cfg: CamConfig,
+    *,
+    use_labels: bool,
+    shard: int,
+    shards: int,
+    out: Path,
+    config_digest: str,
+) -> int:
+    """Write the CAMs of shard ``shard`` of ``split`` to ``out`` (resumable). Returns images done."""
+    frame = manifest.split(split).iloc[shard_slice(len(manifest.split(split)), shard, shards)]
+    model.eval()
+    attrs = {
+        "classes": list(manifest.classes),
+        "split": split,
+        "labels_from": "labels" if use_labels else "classifier",
+    }
+    with ShardWriter(out, kind=CAM_STORE_KIND, config_digest=config_digest, attrs=attrs) as writer:
+        done = writer.done_ids()
+        todo = frame[~frame["image_id"].isin(done)]
+        t0 = time.perf_counter()
+        for row in tqdm(
+            todo.itertuples(), total=len(todo), desc=f"cam {split} shard {shard}", mininterval=5
+        ):
+            image = to_tensor(load_rgb(Path(row.path)))
+            result = multiscale_cams(
+                model, image, cfg, labels=list(row.labels) if use_labels else None
+            )
+            writer.write(
+                str(row.image_id),
+                {
+                    "cams": result.cams.astype(np.float16),
+                    "class_ids": result.class_ids,
+                    "scores": result.scores,
+                },
+            )
+        elapsed = time.perf_counter() - t0
+    logger.info(
+        "cam %s shard %d/%d: %d images (%d resumed) in %.1f s",
+        split,
+        shard,
+        shards,
+        len(frame),
+        len(done & set(frame["image_id"])),
+        elapsed,
+    )
+    return len(frame)

@@ -1,0 +1,251 @@
+"""Training the CAM classifier on image-level labels only.
+
+BCE on the multi-hot labels; AdamW (backbone at ``backbone_lr_mult`` of the head's rate); linear
+warm-up then cosine decay; random rescale (``scale_jitter``) and horizontal flip, then a random
+square crop (or padding) of ``train_size``. Every random choice is drawn from generators seeded by
+(seed, step), so a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weaksam.cam.imaging import to_tensor
+from weaksam.config import AssetsConfig, CamConfig
+from weaksam.data.images import load_rgb
+from weaksam.data.manifest import Manifest
+from weaksam.io import atomic_path
+from weaksam.models.backbones import build_backbone
+from weaksam.models.classifier import CamClassifier
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+def build_classifier(
+    cfg: CamConfig, assets: AssetsConfig, num_classes: int, *, pretrained: bool = True
+) -> CamClassifier:
+    weights = {"vgg16": assets.vgg16, "resnet50": assets.resnet50}.get(cfg.backbone)
+    backbone = build_backbone(
+        cfg.backbone, weights, pretrained=pretrained, output_stride=cfg.output_stride
+    )
+    return CamClassifier(backbone, num_classes, dropout=cfg.dropout)
+
+
+def multi_hot(labels: list[list[int]], num_classes: int) -> torch.Tensor:
+    """(N, C) float targets from per-image class-id lists."""
+    target = torch.zeros(len(labels), num_classes)
+    for i, ids in enumerate(labels):
+        target[i, ids] = 1.0
+    return target
+
+
+def augment(
+    image: torch.Tensor, size: int, jitter: tuple[float, float], gen: torch.Generator
+) -> torch.Tensor:
+    """(3, H, W) in [0, 255] -> (3, size, size): rescale so the longer side is size * U(jitter),
+    flip with probability 1/2, then a random crop, padding with the mean grey (127) if smaller."""
+    _, h, w = image.shape
+    scale = jitter[0] + (jitter[1] - jitter[0]) * float(torch.rand((), generator=gen))
+    factor = size * scale / max(h, w)
+    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    x = F.interpolate(
+        image[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    if float(torch.rand((), generator=gen)) < 0.5:
+        x = x.flip(-1)
+    canvas = torch.full((3, max(nh, size), max(nw, size)), 127.0)
+    oy = int(torch.randint(0, canvas.shape[1] - nh + 1, (), generator=gen))
+    ox = int(torch.randint(0, canvas.shape[2] - nw + 1, (), generator=gen))
+    canvas[:, oy : oy + nh, ox : ox + nw] = x
+    cy = int(torch.randint(0, canvas.shape[1] - size + 1, (), generator=gen))
+    cx = int(torch.randint(0, canvas.shape[2] - size + 1, (), generator=gen))
+    return canvas[:, cy : cy + size, cx : cx + size]
+
+
+class StepBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Item ``step`` is that step's whole batch: indices from a permutation seeded by (seed,
+    epoch), augmentations seeded by (seed, step, position)."""
+
+    def __init__(self, paths: list[str], targets: torch.Tensor, cfg: CamConfig, seed: int) -> None:
+        self.paths, self.targets, self.cfg, self.seed = paths, targets, cfg, seed
+        self.batch = min(cfg.batch_size, len(paths))
+        self.per_epoch = max(1, len(paths) // self.batch)
+
+    def __len__(self) -> int:
+        return self.cfg.iterations
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, k = divmod(step, self.per_epoch)
+        perm = torch.randperm(
+            len(self.paths), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        )
+        return perm[k * self.batch : (k + 1) * self.batch]
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.indices(step)
+        images = []
+        for pos, i in enumerate(idx.tolist()):
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1024 + pos)
+            jitter = (self.cfg.scale_jitter[0], self.cfg.scale_jitter[1])
+            images.append(
+                augment(to_tensor(load_rgb(Path(self.paths[i]))), self.cfg.train_size, jitter, gen)
+            )
+        return torch.stack(images), self.targets[idx]
+
+
+def lr_factor(step: int, cfg: CamConfig) -> float:
+    """Linear warm-up to 1 over ``warmup_iterations``, then cosine decay to 0 at ``iterations``."""
+    if step < cfg.warmup_iterations:
+        return (step + 1) / cfg.warmup_iterations
+    span = max(1, cfg.iterations - cfg.warmup_iterations)
+    return 0.5 * (1.0 + math.cos(math.pi * (step - cfg.warmup_iterations) / span))
+
+
+def _freeze_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def _optimizer(model: CamClassifier, cfg: CamConfig) -> torch.optim.Optimizer:
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [
+            {
+                "params": backbone,
+                "lr": cfg.lr * cfg.backbone_lr_mult,
+                "base_lr": cfg.lr * cfg.backbone_lr_mult,
+            },
+            {"params": list(model.head.parameters()), "lr": cfg.lr, "base_lr": cfg.lr},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def save_checkpoint(
+    path: Path,
+    model: CamClassifier,
+    opt: torch.optim.Optimizer | None,
+    step: int,
+    cfg: CamConfig,
+    classes: list[str],
+) -> None:
+    state: dict[str, Any] = {
+        "format_version": CHECKPOINT_VERSION,
+        "kind": "cam_classifier",
+        "model": model.state_dict(),
+        "step": step,
+        "cam_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "classes": list(classes),
+    }
+    if opt is not None:
+        state["optimizer"] = opt.state_dict()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a classifier checkpoint safely (``weights_only``) and check its kind and version."""
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated or foreign file
+        raise ValueError(f"{path}: cannot load classifier checkpoint ({exc})") from exc
+    if state.get("kind") != "cam_classifier" or state.get("format_version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path}: not a weaksam CAM classifier checkpoint (version {CHECKPOINT_VERSION})"
+        )
+    return state
+
+
+def train_classifier(
+    manifest: Manifest,
+    split: str,
+    cfg: CamConfig,
+    assets: AssetsConfig,
+    *,
+    out: Path,
+    work: Path,
+    seed: int,
+    log_path: Path,
+    workers: int = 0,
+) -> CamClassifier:
+    """Train on ``split`` of ``manifest``; checkpoint to ``work`` every ``checkpoint_every`` steps
+    (resuming from it when present) and write the final weights to ``out``."""
+    torch.manual_seed(seed)
+    frame = manifest.split(split)
+    classes = list(manifest.classes)
+    model = build_classifier(cfg, assets, len(classes))
+    opt = _optimizer(model, cfg)
+    start = 0
+    if work.exists():
+        state = load_checkpoint(work)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        logger.info("resuming classifier training at step %d from %s", start, work)
+    data = StepBatches(
+        frame["path"].tolist(), multi_hot(frame["labels"].tolist(), len(classes)), cfg, seed
+    )
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=None,
+        sampler=list(range(start, cfg.iterations)),
+        num_workers=workers,
+        persistent_workers=False,
+    )
+    model.train()
+    if cfg.freeze_bn:
+        _freeze_bn(model.backbone)
+    mode = "a" if start > 0 and log_path.exists() else "w"
+    with log_path.open(mode) as log:
+        if mode == "w":
+            log.write("step\tloss\tlr\tseconds\n")
+        t0 = time.perf_counter()
+        for step, (images, targets) in zip(range(start, cfg.iterations), loader, strict=True):
+            torch.manual_seed(seed * 1_000_003 + step)  # dropout: the same draw when resumed
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * lr_factor(step, cfg)
+            loss = F.binary_cross_entropy_with_logits(model(images), targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            log.write(
+                f"{step + 1}\t{loss.item():.6f}\t{opt.param_groups[1]['lr']:.3e}\t{time.perf_counter() - t0:.1f}\n"
+            )
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
+                log.flush()
+                save_checkpoint(work, model, opt, step + 1, cfg, classes)
+                logger.info("step %d/%d loss %.4f", step + 1, cfg.iterations, loss.item())
+    model.eval()
+    save_checkpoint(out, model, None, cfg.iterations, cfg, classes)
+    return model
+
+
+def predict_scores(model: CamClassifier, paths: list[str], *, max_side: int) -> np.ndarray:
+    """Sigmoid class probabilities (N, C) of whole images, longer side resized to ``max_side``."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for p in paths:
+            x = to_tensor(load_rgb(Path(p)))
+            factor = max_side / max(x.shape[1:])
+            size = (max(1, round(x.shape[1] * factor)), max(1, round(x.shape[2] * factor)))
+            x = F.interpolate(
+                x[None], size=size, mode="bilinear", align_corners=False, antialias=True
+            )
+            out.append(torch.sigmoid(model(x))[0].numpy())
+    return np.stack(out) if out else np.zeros((0, model.num_classes), np.float32)

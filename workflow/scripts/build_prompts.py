@@ -1,0 +1,15 @@
+"""Rule `prompts`: peak points and grid points of a split."""
+
+from weaksam.cam.stage import prompts_stage
+from weaksam.config import load_config
+from weaksam.logs import setup_rule_logging
+
+setup_rule_logging(snakemake.log[0])
+prompts_stage(
+    load_config(snakemake.config),
+    snakemake.input.manifest,
+    snakemake.input.cams,
+    snakemake.wildcards.split,
+    snakemake.output[0],
+    digest=snakemake.params.digest,
+)

@@ -1,0 +1,15 @@
+"""Rule `train_classifier`: train on image labels, report image-level mAP."""
+
+from weaksam.cam.stage import train_stage
+from weaksam.config import load_config
+from weaksam.logs import setup_rule_logging
+
+setup_rule_logging(snakemake.log[0])
+train_stage(
+    load_config(snakemake.config),
+    snakemake.input.manifest,
+    model_out=snakemake.output.model,
+    train_log=snakemake.output.train_log,
+    metrics_out=snakemake.output.metrics,
+    threads=snakemake.threads,
+)
