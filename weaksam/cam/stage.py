@@ -128,4 +128,6 @@ def merge_stage(manifest_path: str, shards: list[str], split: str, out: str, *, 
 
     image_ids = read_manifest(manifest_path).split(split)["image_id"].astype(str).tolist()
     merge_shards(shards, out, kind=kind, image_ids=image_ids)
-    logger.info("merged %d shards of %s into %s (%d images)", len(shards), split, out, len(image_ids))
+    logger.info(
+        "merged %d shards of %s into %s (%d images)", len(shards), split, out, len(image_ids)
+    )

@@ -69,7 +69,11 @@ def load_torchvision_weights(
     if not isinstance(state, dict):
         raise AssetError(f"{what}: {file} does not hold a state dict")
     own = model.state_dict()
-    wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(getattr(v, "shape", ()))]
+    wrong = [
+        k
+        for k, v in state.items()
+        if k in own and tuple(own[k].shape) != tuple(getattr(v, "shape", ()))
+    ]
     if wrong:
         raise AssetError(f"{what}: {file} has tensors of the wrong shape: {wrong[:5]}")
     result = model.load_state_dict(state, strict=False)
