@@ -60,6 +60,8 @@ def multiscale_cams(
 ) -> ImageCams:
     """CAMs of one (3, H, W) image in [0, 255]. ``labels`` given: keep those classes (training
     split); None: keep the classes the classifier predicts (evaluation split)."""
+    device = next(model.parameters()).device
+    image = image.to(device)
     _, h, w = image.shape
     base = min(1.0, cfg.max_side / max(h, w)) if cfg.max_side else 1.0
     total: torch.Tensor | None = None
@@ -69,9 +71,9 @@ def multiscale_cams(
         size = (max(1, round(h * base * scale)), max(1, round(w * base * scale)))
         x = _resize(image, size)
         batch = torch.cat([x, x.flip(-1)]) if cfg.flip else x  # (P, 3, h', w')
-        raw = model.cams(batch)  # (P, C, h'', w'')
+        raw = model.cams(batch).float()  # (P, C, h'', w'')
         if i == 0:
-            scores = torch.sigmoid(raw[0].mean(dim=(1, 2)))  # (C,) logits of the unflipped pass
+            scores = torch.sigmoid(raw[0].mean(dim=(1, 2))).cpu()  # (C,) unflipped first pass
             if labels is not None:
                 keep = torch.tensor(sorted(set(labels)), dtype=torch.long)
             else:

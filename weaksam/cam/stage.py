@@ -17,6 +17,7 @@ from weaksam.cam.train import (
     predict_scores,
     train_classifier,
 )
+from weaksam.compute import select_device
 from weaksam.config import WeaksamConfig
 from weaksam.data.manifest import read_manifest
 from weaksam.evaluation.classification import multilabel_map
@@ -48,7 +49,7 @@ def train_stage(
     work = out.with_name(out.stem + ".work.pt")
     model = train_classifier(
         manifest, cfg.dataset.train_split, cfg.cam, cfg.assets, out=out, work=work,
-        seed=cfg.compute.seed, log_path=Path(train_log), workers=cfg.compute.workers,
+        seed=cfg.compute.seed, log_path=Path(train_log), workers=cfg.compute.workers, compute=cfg.compute,
     )  # fmt: skip
     work.unlink(missing_ok=True)
     metrics = {}
@@ -81,6 +82,7 @@ def cam_stage(
         )
     model = build_classifier(cfg.cam, cfg.assets, len(manifest.classes), pretrained=False)
     model.load_state_dict(state["model"])
+    model.to(select_device(cfg.compute))
     extract_cams_shard(
         model, manifest, split, cfg.cam, use_labels=split == cfg.dataset.train_split,
         shard=shard, shards=cfg.compute.shards, out=Path(out), config_digest=digest,

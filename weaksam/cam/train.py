@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from weaksam.cam.imaging import to_tensor
-from weaksam.config import AssetsConfig, CamConfig
+from weaksam.compute import autocast, select_device
+from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.io import atomic_path
@@ -158,10 +159,10 @@ def save_checkpoint(
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a classifier checkpoint safely (``weights_only``) and check its kind and version."""
     try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt, truncated or foreign file
         raise ValueError(f"{path}: cannot load classifier checkpoint ({exc})") from exc
     if state.get("kind") != "cam_classifier" or state.get("format_version") != CHECKPOINT_VERSION:
@@ -182,17 +183,20 @@ def train_classifier(
     seed: int,
     log_path: Path,
     workers: int = 0,
+    compute: ComputeConfig | None = None,
 ) -> CamClassifier:
     """Train on ``split`` of ``manifest``; checkpoint to ``work`` every ``checkpoint_every`` steps
     (resuming from it when present) and write the final weights to ``out``."""
     torch.manual_seed(seed)
     frame = manifest.split(split)
     classes = list(manifest.classes)
-    model = build_classifier(cfg, assets, len(classes))
+    compute = compute or ComputeConfig(device="cpu")
+    device = select_device(compute)
+    model = build_classifier(cfg, assets, len(classes)).to(device)
     opt = _optimizer(model, cfg)
     start = 0
     if work.exists():
-        state = load_checkpoint(work)
+        state = load_checkpoint(work, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
@@ -219,7 +223,10 @@ def train_classifier(
             torch.manual_seed(seed * 1_000_003 + step)  # dropout: the same draw when resumed
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg)
-            loss = F.binary_cross_entropy_with_logits(model(images), targets)
+            images, targets = images.to(device), targets.to(device)
+            with autocast(compute, device):
+                logits = model(images)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -230,7 +237,7 @@ def train_classifier(
                 log.flush()
                 save_checkpoint(work, model, opt, step + 1, cfg, classes)
                 logger.info("step %d/%d loss %.4f", step + 1, cfg.iterations, loss.item())
-    model.eval()
+    model.eval().cpu()
     save_checkpoint(out, model, None, cfg.iterations, cfg, classes)
     return model
 
