@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from weaksam.cam.imaging import to_tensor
 from weaksam.config import CamConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.h5store import ShardWriter, shard_slice
+from weaksam.logs import progress
 from weaksam.models.classifier import CamClassifier
 
 logger = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ def extract_cams_shard(
         done = writer.done_ids()
         todo = frame[~frame["image_id"].isin(done)]
         t0 = time.perf_counter()
-        for row in tqdm(
-            todo.itertuples(), total=len(todo), desc=f"cam {split} shard {shard}", mininterval=5
-        ):
+        for row in progress(todo.itertuples(), total=len(todo), desc=f"cam {split} shard {shard}"):
             image = to_tensor(load_rgb(Path(row.path)))
             result = multiscale_cams(
                 model, image, cfg, labels=list(row.labels) if use_labels else None

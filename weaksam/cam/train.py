@@ -26,6 +26,7 @@ from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.io import atomic_path
+from weaksam.logs import progress
 from weaksam.models.backbones import build_backbone
 from weaksam.models.classifier import CamClassifier
 
@@ -219,7 +220,10 @@ def train_classifier(
         if mode == "w":
             log.write("step\tloss\tlr\tseconds\n")
         t0 = time.perf_counter()
-        for step, (images, targets) in zip(range(start, cfg.iterations), loader, strict=True):
+        steps = progress(
+            range(start, cfg.iterations), desc="classifier", total=cfg.iterations - start
+        )
+        for step, (images, targets) in zip(steps, loader, strict=True):
             torch.manual_seed(seed * 1_000_003 + step)  # dropout: the same draw when resumed
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(step, cfg)
