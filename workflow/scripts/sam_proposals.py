@@ -1,0 +1,17 @@
+"""Rule `proposals_shard`: WeakSAM proposals of one shard of a split (resumable)."""
+
+from weaksam.config import load_config
+from weaksam.logs import setup_rule_logging
+from weaksam.proposals.stage import weaksam_shard_stage
+
+setup_rule_logging(snakemake.log[0])
+weaksam_shard_stage(
+    load_config(snakemake.config),
+    snakemake.input.manifest,
+    snakemake.input.prompts,
+    snakemake.wildcards.split,
+    int(snakemake.wildcards.shard),
+    snakemake.output[0],
+    digest=snakemake.params.digest,
+    threads=snakemake.threads,
+)
