@@ -120,6 +120,7 @@ class CamConfig:
     flip: bool = True
     max_side: int | None = None
     test_class_threshold: float = 0.5
+    border_pad: int = 32
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,19 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image[None], size=size, mode="bicubic", align_corners=False).clamp(0, 255)
 
 
+def _padded_cams(model: CamClassifier, batch: torch.Tensor, pad: int) -> torch.Tensor:
+    """Raw CAMs (P, C, h, w) of a batch whose borders are extended by reflection (``pad`` pixels,
+    cropped off again in feature cells), so zero "same" padding does not light up the borders."""
+    if pad <= 0:
+        return model.cams(batch)
+    _, _, h, w = batch.shape
+    p = min(pad, h - 1, w - 1)
+    raw = model.cams(F.pad(batch, (p, p, p, p), mode="reflect"))  # (P, C, h', w')
+    # Upsample to the padded size and crop back to the image area.
+    full = F.interpolate(raw, size=(h + 2 * p, w + 2 * p), mode="bilinear", align_corners=False)
+    return full[..., p : p + h, p : p + w]
+
+
 def min_max_normalise(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Per map of (K, H, W): (m - min) / (max - min + eps)."""
     flat = maps.flatten(1)
@@ -71,7 +84,7 @@ def multiscale_cams(
         size = (max(1, round(h * base * scale)), max(1, round(w * base * scale)))
         x = _resize(image, size)
         batch = torch.cat([x, x.flip(-1)]) if cfg.flip else x  # (P, 3, h', w')
-        raw = model.cams(batch).float()  # (P, C, h'', w'')
+        raw = _padded_cams(model, batch, cfg.border_pad).float()  # (P, C, h'', w'')
         if i == 0:
             scores = torch.sigmoid(raw[0].mean(dim=(1, 2))).cpu()  # (C,) unflipped first pass
             if labels is not None:

@@ -56,24 +56,28 @@ def multi_hot(labels: list[list[int]], num_classes: int) -> torch.Tensor:
 def augment(
     image: torch.Tensor, size: int, jitter: tuple[float, float], gen: torch.Generator
 ) -> torch.Tensor:
-    """(3, H, W) in [0, 255] -> (3, size, size): rescale so the longer side is size * U(jitter),
-    flip with probability 1/2, then a random crop, padding with the mean grey (127) if smaller."""
+    """(3, H, W) in [0, 255] -> (3, size, size): rescale so the shorter side is size * U(jitter),
+    flip with probability 1/2, reflect-pad a side shorter than ``size`` (no constant borders for
+    the classifier to learn), then take a random ``size`` x ``size`` crop."""
     _, h, w = image.shape
     scale = jitter[0] + (jitter[1] - jitter[0]) * float(torch.rand((), generator=gen))
-    factor = size * scale / max(h, w)
+    factor = size * scale / min(h, w)
     nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
     x = F.interpolate(
         image[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
-    )[0]
+    )
     if float(torch.rand((), generator=gen)) < 0.5:
         x = x.flip(-1)
-    canvas = torch.full((3, max(nh, size), max(nw, size)), 127.0)
-    oy = int(torch.randint(0, canvas.shape[1] - nh + 1, (), generator=gen))
-    ox = int(torch.randint(0, canvas.shape[2] - nw + 1, (), generator=gen))
-    canvas[:, oy : oy + nh, ox : ox + nw] = x
-    cy = int(torch.randint(0, canvas.shape[1] - size + 1, (), generator=gen))
-    cx = int(torch.randint(0, canvas.shape[2] - size + 1, (), generator=gen))
-    return canvas[:, cy : cy + size, cx : cx + size]
+    ph, pw = max(0, size - nh), max(0, size - nw)
+    if ph or pw:
+        oy = int(torch.randint(0, ph + 1, (), generator=gen))
+        ox = int(torch.randint(0, pw + 1, (), generator=gen))
+        mode = "reflect" if ph < nh and pw < nw else "replicate"
+        x = F.pad(x, (ox, pw - ox, oy, ph - oy), mode=mode)
+    x = x[0]
+    cy = int(torch.randint(0, x.shape[1] - size + 1, (), generator=gen))
+    cx = int(torch.randint(0, x.shape[2] - size + 1, (), generator=gen))
+    return x[:, cy : cy + size, cx : cx + size]
 
 
 class StepBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
