@@ -99,6 +99,10 @@ def test_border_padding_is_cropped_back_exactly() -> None:
     # The red-channel model is pixel-wise, so reflection padding must not change its CAM.
     model = red_model()
     img = image_with_square()
-    plain = multiscale_cams(model, img, replace(CamConfig(), scales=(1.0,), border_pad=0), labels=[0])
-    padded = multiscale_cams(model, img, replace(CamConfig(), scales=(1.0,), border_pad=8), labels=[0])
+    plain = multiscale_cams(
+        model, img, replace(CamConfig(), scales=(1.0,), border_pad=0), labels=[0]
+    )
+    padded = multiscale_cams(
+        model, img, replace(CamConfig(), scales=(1.0,), border_pad=8), labels=[0]
+    )
     assert np.allclose(plain.cams, padded.cams, atol=1e-6)

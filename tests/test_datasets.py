@@ -428,3 +428,34 @@ def test_labels_csv_bad_inputs(tmp_path: Path) -> None:
     (root / "labels.csv").write_text("imagefile,labels\na.jpg,dog\n")
     with pytest.raises(DatasetError, match="header must have 'image' and 'labels'"):
         build_dataset(load_config({"dataset": base}).dataset, tmp_path / "o")
+
+
+def test_coco_without_test_file_is_split_by_seed(tmp_path: Path) -> None:
+    root = tmp_path / "coco"
+    images = []
+    for i in range(4):
+        write_image(root / "img" / f"i{i}.jpg", (64, 48))
+        images.append({"id": i + 1, "file_name": f"i{i}.jpg", "width": 64, "height": 48})
+    anns = [
+        {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [0, 0, 9, 9]} for i in range(4)
+    ]
+    _coco_file(root / "all.json", images, anns)
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "c",
+                "format": "coco",
+                "root": str(root),
+                "test_fraction": 0.5,
+                "split_seed": 2,
+                "coco": {"train_json": "all.json", "train_images": "img"},
+            }
+        }
+    ).dataset
+    out = tmp_path / "o"
+    build_dataset(cfg, out)
+    frame = read_manifest(out / "manifest.parquet").frame
+    assert frame["split"].value_counts().to_dict() == {"trainval": 2, "test": 2}
+    assert dict(zip(frame["image_id"], frame["split"], strict=True)) == seeded_split(
+        [f"i{i}" for i in range(4)], "trainval", "test", seed=2, test_fraction=0.5
+    )

@@ -65,7 +65,14 @@ def read_source(
         )
         return recs, None
     if cfg.format == "coco":
-        return read_coco(base, cfg.coco, cfg.splits, log)
+        return read_coco(
+            base,
+            cfg.coco,
+            cfg.splits,
+            log,
+            split_seed=cfg.split_seed,
+            test_fraction=cfg.test_fraction,
+        )
     recs = read_labels_csv(
         base, cfg.labels_csv, cfg.splits, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction
     )

@@ -14,6 +14,7 @@ from weaksam.data.records import (
     SourceObject,
     resolve_inside,
 )
+from weaksam.data.voc import seeded_split
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -105,21 +106,32 @@ def read_coco_split(
 
 
 def read_coco(
-    root: Path, cfg: CocoConfig, splits: tuple[str, str], log: BadInputLog
+    root: Path,
+    cfg: CocoConfig,
+    splits: tuple[str, str],
+    log: BadInputLog,
+    *,
+    split_seed: int = 0,
+    test_fraction: float = 0.3,
 ) -> tuple[list[SourceImage], list[str]]:
-    """Read the train and test splits named in ``cfg`` (paths relative to ``root``)."""
-    pairs = [
-        (cfg.train_json, cfg.train_images, splits[0]),
-        (cfg.test_json, cfg.test_images, splits[1]),
-    ]
-    records: list[SourceImage] = []
-    names: list[str] = []
-    for json_rel, images_rel, split in pairs:
-        if json_rel is None or images_rel is None:
-            raise DatasetError(
-                f"dataset.coco: {split} split needs both its JSON and its images folder"
-            )
-        recs, cats = read_coco_split(root / json_rel, root / images_rel, split, log)
-        records += recs
-        names += [c for c in cats if c not in names]
-    return records, names
+    """Read the train and test splits named in ``cfg`` (paths relative to ``root``). Without a
+    test JSON, the train JSON's images are split by ``seeded_split``."""
+    if cfg.train_json is None or cfg.train_images is None:
+        raise DatasetError("dataset.coco: the train split needs train_json and train_images")
+    records, names = read_coco_split(root / cfg.train_json, root / cfg.train_images, splits[0], log)
+    if cfg.test_json is None:
+        split_of = seeded_split(
+            [r.image_id for r in records],
+            splits[0],
+            splits[1],
+            seed=split_seed,
+            test_fraction=test_fraction,
+        )
+        for rec in records:
+            rec.split = split_of[rec.image_id]
+        order = {s: i for i, s in enumerate(splits)}
+        return sorted(records, key=lambda r: order[r.split]), names
+    if cfg.test_images is None:
+        raise DatasetError("dataset.coco: test_json needs test_images")
+    recs, cats = read_coco_split(root / cfg.test_json, root / cfg.test_images, splits[1], log)
+    return records + recs, names + [c for c in cats if c not in names]
