@@ -94,6 +94,8 @@ rule proposal_recall:
         f"{RESULTS}/logs/recall_{{split}}.log",
     conda:
         ENV
+    params:
+        filters=section_digest(CFG.proposals.min_side, CFG.evaluation),
     script:
         "../workflow/scripts/proposal_recall.py"
 
@@ -109,5 +111,7 @@ rule selective_search_recall:
         f"{RESULTS}/logs/recall_selective_search_{{split}}.log",
     conda:
         ENV
+    params:
+        filters=section_digest(CFG.proposals.min_side, CFG.evaluation),
     script:
         "../workflow/scripts/proposal_recall.py"

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from weaksam.data.manifest import read_manifest
+from weaksam.proposals.store import ProposalReader
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -76,6 +77,12 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
             json.loads((results / "prompts" / f"{split}.pointing.json").read_text())["images"] > 0
         )
         assert (results / "cam" / f"{split}_overlays.png").stat().st_size > 1000
+    for prefix in ("proposals", "proposals/selective_search"):
+        for split in ("trainval", "test"):
+            recall = json.loads((results / prefix / f"{split}.recall.json").read_text())
+            assert recall["num_images"] == len(manifest.split(split)) and recall["n"][-1] == "all"
+            with ProposalReader(results / prefix / f"{split}.h5") as store:
+                assert sorted(store.image_ids()) == sorted(manifest.split(split)["image_id"])
     metrics = json.loads((results / "cam" / "classifier_metrics.json").read_text())
     assert 0.0 <= metrics["test"]["map"] <= 1.0
 
