@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,7 +63,10 @@ class OnnxPointDecoder:
 
         module = PointPromptDecoder(prompt_encoder, mask_decoder).eval().cpu()
         example = (torch.zeros(1, 256, 64, 64), torch.zeros(2, 1, 2), torch.ones(2, 1))
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore"
+            )  # the TorchScript exporter's deprecation and tracer notes
             path = Path(tmp) / "point_decoder.onnx"
             torch.onnx.export(
                 module,
