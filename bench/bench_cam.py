@@ -77,6 +77,7 @@ def main() -> None:
         max_diff = float((torch.from_numpy(ours.cams) - ref).abs().max())
         rows.append(
             {
+                "border_pad": pad,
                 "height": size,
                 "width": size * 4 // 3,
                 "images_per_second": 1 / t_ours,
