@@ -23,7 +23,7 @@ from weaksam.cam.imaging import to_tensor
 from weaksam.config import CamConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
-from weaksam.h5store import ShardWriter, shard_slice
+from weaksam.h5store import ShardWriter
 from weaksam.logs import progress
 from weaksam.models.classifier import CamClassifier
 
@@ -116,7 +116,7 @@ def extract_cams_shard(
     config_digest: str,
 ) -> int:
     """Write the CAMs of shard ``shard`` of ``split`` to ``out`` (resumable). Returns images done."""
-    frame = manifest.split(split).iloc[shard_slice(len(manifest.split(split)), shard, shards)]
+    frame = manifest.shard(split, shard, shards)
     model.eval()
     attrs = {
         "classes": list(manifest.classes),

@@ -48,22 +48,17 @@ def read_source(
 ) -> tuple[list[SourceImage], list[str] | None]:
     """Dispatch to the reader of ``cfg.format``. Returns records and a preferred class order."""
     base = Path(root if root is not None else cfg.root or ".")
-    if cfg.format == "shapes":
-        voc = VocConfig(layout="devkit", one_based=True, segmentation=True)
+    if cfg.format in ("shapes", "voc"):
+        # shapes is written in VOC devkit layout by its generator
+        voc = (
+            VocConfig(layout="devkit", one_based=True, segmentation=True)
+            if cfg.format == "shapes"
+            else cfg.voc
+        )
         recs = read_voc(
             base, voc, cfg.splits, log, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction
         )
-        return recs, list(cfg.shapes.classes)
-    if cfg.format == "voc":
-        recs = read_voc(
-            base,
-            cfg.voc,
-            cfg.splits,
-            log,
-            split_seed=cfg.split_seed,
-            test_fraction=cfg.test_fraction,
-        )
-        return recs, None
+        return recs, list(cfg.shapes.classes) if cfg.format == "shapes" else None
     if cfg.format == "coco":
         return read_coco(
             base,

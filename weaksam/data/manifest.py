@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from weaksam.data.masks import GtObject
 from weaksam.data.records import DatasetError
+from weaksam.h5store import shard_slice
 from weaksam.io import atomic_path, write_json
 
 MANIFEST_FORMAT_VERSION = 1
@@ -46,6 +47,11 @@ class Manifest:
 
     def split(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["split"] == name].reset_index(drop=True)
+
+    def shard(self, name: str, shard: int, shards: int) -> pd.DataFrame:
+        """Rows of shard ``shard`` of ``shards`` of split ``name`` (contiguous, in order)."""
+        frame = self.split(name)
+        return frame.iloc[shard_slice(len(frame), shard, shards)]
 
 
 def write_manifest(

@@ -17,7 +17,7 @@ from weaksam.data.images import load_rgb
 from weaksam.data.manifest import read_manifest
 from weaksam.evaluation.cocofiles import load_ground_truth
 from weaksam.evaluation.recall import proposal_recall
-from weaksam.h5store import ShardWriter, shard_slice
+from weaksam.h5store import ShardWriter
 from weaksam.io import write_json
 from weaksam.logs import progress
 from weaksam.proposals.generate import SOURCES, ImageProposals, weaksam_proposals
@@ -32,8 +32,7 @@ def _shard_frame(
     manifest_path: str, split: str, shard: int, shards: int
 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
     manifest = read_manifest(manifest_path)
-    frame = manifest.split(split)
-    return frame.iloc[shard_slice(len(frame), shard, shards)], manifest.classes
+    return manifest.shard(split, shard, shards), manifest.classes
 
 
 def _write(writer: ShardWriter, image_id: str, p: ImageProposals, **attrs: int) -> None:
