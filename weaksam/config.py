@@ -20,6 +20,8 @@ from typing import Any, Literal
 import jsonschema
 import yaml
 
+T = typing.TypeVar("T")
+
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 
 
@@ -156,6 +158,74 @@ class ProposalsConfig:
 
 
 @dataclass(frozen=True)
+class MistConfig:
+    """MIST pseudo-labels (METHOD.md section 7.1.1) and loss weights per refinement."""
+
+    top_fraction: float = 0.15
+    seed_iou: float = 0.2
+    fg_iou: float = 0.5
+    loss_weights: tuple[float, ...] = (3.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OicrConfig:
+    """OICR pseudo-labels (METHOD.md section 7.2)."""
+
+    candidate_ratio: float = 0.9
+    nms_iou: float = 0.5
+    fg_iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class DropBlockConfig:
+    """Concrete DropBlock on the pooled RoI features, trained adversarially (METHOD.md 7.1)."""
+
+    enabled: bool = False
+    tau: float = 0.3
+    block_size: int = 3
+    temperature: float = 0.01
+    adversarial_weight: float = 0.01
+    lr: float = 1e-5
+
+
+@dataclass(frozen=True)
+class WsodConfig:
+    heads: tuple[str, ...] = ("wsddn", "oicr", "mist")
+    proposal_methods: tuple[str, ...] = ("weaksam", "selective_search")
+    backbone: Literal["vgg16_oicr", "efficientnet_lite0"] = "vgg16_oicr"
+    output_stride: int = 8
+    roi_channels: int | None = None
+    fc_dim: int = 4096
+    pool_size: int = 7
+    dropout: float = 0.5
+    max_proposals: int | None = None
+    refinements: int = 3
+    iterations: int = 30000
+    batch_size: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 5e-4
+    bias_lr_mult: float = 2.0
+    refine_lr_mult: float = 1.0
+    warmup_iterations: int = 200
+    warmup_factor: float = 1.0 / 3.0
+    lr_steps: tuple[int, ...] = (20000, 26700)
+    gamma: float = 0.1
+    train_scales: tuple[int, ...] = (480, 576, 688, 864, 1000, 1200)
+    max_side: int = 2000
+    flip: bool = True
+    pca_lighting: float = 0.1
+    test_scales: tuple[int, ...] = (800, 480, 576, 688, 864, 1000, 1200)
+    test_flip: bool = True
+    test_score_thresh: float = 0.0
+    test_nms: float = 0.3
+    max_per_image: int = 100
+    checkpoint_every: int = 500
+    mist: MistConfig = field(default_factory=MistConfig)
+    oicr: OicrConfig = field(default_factory=OicrConfig)
+    dropblock: DropBlockConfig = field(default_factory=DropBlockConfig)
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
@@ -179,6 +249,7 @@ class WeaksamConfig:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     sam: SamConfig = field(default_factory=SamConfig)
     proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
+    wsod: WsodConfig = field(default_factory=WsodConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
@@ -230,6 +301,12 @@ def _build(cls: type, data: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def section_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Rebuild a config section dataclass from its ``asdict`` form (as stored in checkpoints)."""
+    out: T = _build(cls, data)
+    return out
+
+
 def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
     """Validate a config mapping (as Snakemake loads it) and build the frozen dataclasses."""
     validate_config(raw)
@@ -256,6 +333,13 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
         raise ConfigError("config keys 'dataset.train_split' and 'dataset.test_split' are equal")
     if cfg.dataset.format in ("voc", "coco", "labels_csv") and cfg.dataset.root is None:
         raise ConfigError(f"config key 'dataset.root': required for format {cfg.dataset.format!r}")
+    if len(cfg.wsod.mist.loss_weights) != cfg.wsod.refinements:
+        raise ConfigError(
+            "config key 'wsod.mist.loss_weights': needs one weight per refinement "
+            f"({cfg.wsod.refinements}), got {len(cfg.wsod.mist.loss_weights)}"
+        )
+    if cfg.wsod.backbone == "vgg16_oicr" and cfg.wsod.output_stride != 8:
+        raise ConfigError("config key 'wsod.output_stride': vgg16_oicr has output stride 8")
     return cfg
 
 

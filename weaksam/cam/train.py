@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from weaksam.cam.imaging import to_tensor
 from weaksam.compute import autocast, select_device
@@ -27,7 +26,7 @@ from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.io import atomic_path
 from weaksam.logs import progress
-from weaksam.models.backbones import build_backbone
+from weaksam.models.backbones import build_backbone, freeze_batchnorm
 from weaksam.models.classifier import CamClassifier
 
 logger = logging.getLogger(__name__)
@@ -117,14 +116,6 @@ def lr_factor(step: int, cfg: CamConfig) -> float:
         return (step + 1) / cfg.warmup_iterations
     span = max(1, cfg.iterations - cfg.warmup_iterations)
     return 0.5 * (1.0 + math.cos(math.pi * (step - cfg.warmup_iterations) / span))
-
-
-def _freeze_bn(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad_(False)
 
 
 def _optimizer(model: CamClassifier, cfg: CamConfig) -> torch.optim.Optimizer:
@@ -218,7 +209,7 @@ def train_classifier(
     )
     model.train()
     if cfg.freeze_bn:
-        _freeze_bn(model.backbone)
+        freeze_batchnorm(model.backbone)
     mode = "a" if start > 0 and log_path.exists() else "w"
     with log_path.open(mode) as log:
         if mode == "w":

@@ -7,6 +7,7 @@ its output ``stride`` (h = ceil(H / stride)) and ``channels``.
   TensorFlow Lite models were trained, (x - 127) / 128. Output stride 32, or 16 by running the last
   stride-2 stage at stride 1 (DeepLab-style; more spatial detail for CAMs).
 - ``vgg16``: torchvision VGG16 conv1_1..conv5_3 (pool5 removed): stride 16, 512 channels.
+- ``vgg16_oicr``: the OICR / MIST variant, stride 8 (pool4 removed, conv5 dilated).
 - ``resnet50``: torchvision ResNet-50 up to layer4, stride 32 or 16 (layer4 dilated).
   VGG16 and ResNet-50 take a user-supplied torchvision weight file (ImageNet mean / std).
 """
@@ -128,6 +129,36 @@ def vgg16(
     return Backbone(body, channels=512, stride=16, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
+def vgg16_oicr(
+    weights: str | Path | None = None, *, pretrained: bool = True, output_stride: int = 8
+) -> Backbone:
+    """The WSOD backbone of OICR / MIST (METHOD.md section 7.1): VGG16 conv1_1..conv5_3 with pool4
+    removed, conv5 dilated by 2 (stride 8), the ReLU after conv5_3 removed and conv1-conv2 frozen.
+    Input normalised with the torchvision ImageNet statistics of the weight file (the paper's Caffe
+    BGR mean belongs to its Caffe weights)."""
+    if output_stride != 8:
+        raise ValueError("vgg16_oicr has output stride 8")
+    net = torchvision.models.vgg16(weights=None)
+    if pretrained:
+        if weights is None:
+            raise AssetError(
+                "vgg16_oicr: set assets.vgg16 to a torchvision VGG16 weight file (vgg16-397923af.pth)"
+            )
+        load_torchvision_weights(net, weights, what="VGG16 weights", prefix="features.")
+    layers = list(net.features.children())[:29]  # conv1_1 .. conv5_3, without its ReLU and pool5
+    layers[23] = nn.Identity()  # pool4
+    for i in (24, 26, 28):  # conv5_1 .. conv5_3
+        conv = layers[i]
+        assert isinstance(conv, nn.Conv2d)
+        conv.dilation, conv.padding = (2, 2), (2, 2)
+    for layer in layers[:10]:  # conv1 and conv2 blocks (FREEZE_CONV_BODY_AT = 2)
+        for p in layer.parameters():
+            p.requires_grad_(False)
+    return Backbone(
+        nn.Sequential(*layers), channels=512, stride=8, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
+
+
 def resnet50(
     weights: str | Path | None = None, *, pretrained: bool = True, output_stride: int = 16
 ) -> Backbone:
@@ -149,6 +180,7 @@ def resnet50(
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "efficientnet_lite0": efficientnet_lite0,
     "vgg16": vgg16,
+    "vgg16_oicr": vgg16_oicr,
     "resnet50": resnet50,
 }
 
@@ -163,6 +195,15 @@ def build_backbone(
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     return BACKBONES[name](weights, pretrained=pretrained, output_stride=output_stride)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Keep every BatchNorm in eval mode with frozen affine parameters (batches of one image)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
 
 
 def feature_size(size: int, stride: int) -> int:

@@ -1,0 +1,1 @@
+"""Weakly supervised object detection: WSDDN, OICR and MIST on proposals."""

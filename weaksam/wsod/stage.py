@@ -1,0 +1,163 @@
+"""The WSOD stages as the workflow runs them: train a head, detect on a split, evaluate."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from weaksam.compute import select_device
+from weaksam.config import AssetsConfig, WeaksamConfig, WsodConfig, section_from_dict
+from weaksam.data.manifest import read_manifest
+from weaksam.evaluation.cocofiles import detections_from_list, load_ground_truth
+from weaksam.evaluation.report import evaluate_detections, format_metrics
+from weaksam.h5store import StoreError
+from weaksam.io import write_json
+from weaksam.logs import progress
+from weaksam.wsod.data import ProposalSource, load_image
+from weaksam.wsod.infer import coco_results, detect
+from weaksam.wsod.model import HEADS, Head, WsodNet
+from weaksam.wsod.train import build_wsod_net, load_checkpoint, train_wsod
+
+logger = logging.getLogger(__name__)
+
+
+def _head(name: str) -> Head:
+    for h in HEADS:
+        if h == name:
+            return h
+    raise ValueError(f"unknown WSOD head {name!r}; choose from {HEADS}")
+
+
+def trainable_images(
+    frame: pd.DataFrame, proposals: ProposalSource, *, on_bad_image: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rows whose proposal set is non-empty after the load filters. An image without any is an
+    error naming it, or (``on_bad_image: skip``) left out and returned in the skipped list."""
+    keep, skipped = [], []
+    for row in frame.itertuples(index=False):
+        try:
+            proposals.boxes(str(row.image_id), int(row.width), int(row.height))
+            keep.append(True)
+        except StoreError as exc:
+            if on_bad_image != "skip":
+                raise StoreError(
+                    f"{exc}; set dataset.on_bad_image: skip to train without it"
+                ) from exc
+            logger.warning("skipping %s for WSOD training: %s", row.image_id, exc)
+            keep.append(False)
+            skipped.append(str(row.image_id))
+    return frame[np.array(keep, dtype=bool)].reset_index(drop=True), skipped
+
+
+def train_stage(
+    cfg: WeaksamConfig,
+    manifest_path: str,
+    proposals_path: str,
+    head: str,
+    out: str,
+    *,
+    digest: str,
+    work: str,
+    train_log: str,
+    threads: int,
+    stop_after: int | None = None,
+) -> None:
+    torch.set_num_threads(max(1, threads))
+    manifest = read_manifest(manifest_path)
+    proposals = ProposalSource(
+        proposals_path,
+        digest=digest,
+        min_side=cfg.proposals.min_side,
+        max_proposals=cfg.wsod.max_proposals,
+    )
+    frame, skipped = trainable_images(
+        manifest.split(cfg.dataset.train_split), proposals, on_bad_image=cfg.dataset.on_bad_image
+    )
+    if skipped:
+        logger.warning("%d training images have no proposals and were left out", len(skipped))
+    train_wsod(
+        frame,
+        list(manifest.classes),
+        proposals,
+        cfg.wsod,
+        _head(head),
+        cfg.assets,
+        out=Path(out),
+        work=Path(work),
+        log_path=Path(train_log),
+        seed=cfg.compute.seed,
+        compute=cfg.compute,
+        stop_after=stop_after,
+    )
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[WsodNet, WsodConfig, list[str]]:
+    """Rebuild a trained WSOD model from its checkpoint (no pretrained weights are read)."""
+    state = load_checkpoint(path)
+    wcfg = section_from_dict(WsodConfig, state["wsod_config"])
+    classes = list(state["classes"])
+    model = build_wsod_net(
+        wcfg, AssetsConfig(), len(classes), _head(state["head"]), pretrained=False
+    )
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), wcfg, classes
+
+
+def detect_stage(
+    cfg: WeaksamConfig,
+    manifest_path: str,
+    model_path: str,
+    proposals_path: str,
+    split: str,
+    out: str,
+    *,
+    digest: str,
+    threads: int,
+) -> None:
+    """Detections of a split in COCO results format (``image_id`` = the manifest's coco_id)."""
+    torch.set_num_threads(max(1, threads))
+    device = select_device(cfg.compute)
+    model, wcfg, classes = load_model(model_path, device)
+    manifest = read_manifest(manifest_path)
+    if list(manifest.classes) != classes:
+        raise ValueError(f"{model_path}: classes {classes} differ from the manifest's")
+    proposals = ProposalSource(
+        proposals_path,
+        digest=digest,
+        min_side=cfg.proposals.min_side,
+        max_proposals=wcfg.max_proposals,
+    )
+    frame = manifest.split(split)
+    results: list[dict[str, Any]] = []
+    without = 0
+    for row in progress(frame.itertuples(index=False), total=len(frame), desc=f"detect {split}"):
+        try:
+            _, image, rois, _, _, _ = load_image(row, proposals, len(classes))
+        except StoreError:
+            without += 1  # no proposals: no detections, counted in the log
+            continue
+        results.extend(coco_results(detect(model, image, rois, wcfg), int(row.coco_id)))
+    if without:
+        logger.warning(
+            "%d of %d %s images have no proposals (no detections)", without, len(frame), split
+        )
+    write_json(out, results)
+    logger.info("%d detections on %d %s images", len(results), len(frame), split)
+
+
+def metrics_stage(cfg: WeaksamConfig, gt_path: str, detections_path: str, out: str) -> None:
+    """AP50 (11-point and area), CorLoc and COCO AP of one detections file."""
+    gt = load_ground_truth(gt_path)
+    with Path(detections_path).open() as f:
+        dets = detections_from_list(json.load(f), gt, source=detections_path)
+    metrics = evaluate_detections(
+        gt, dets, iou=cfg.evaluation.iou, plus_one=cfg.evaluation.plus_one
+    )
+    write_json(out, metrics, indent=2)
+    logger.info("\n%s", format_metrics(metrics))

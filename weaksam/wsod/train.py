@@ -1,0 +1,348 @@
+"""Training a WSOD head (WSDDN, OICR or MIST) on one split's proposals and image labels.
+
+- One forward per image; ``batch_size`` images per optimiser step, with gradients accumulated
+  (each image's loss divided by the batch), so one device reaches the paper's batch of 8.
+- Several processes (``torchrun``): each takes the batch positions ``pos % world == rank`` and the
+  gradients are summed with ``all_reduce`` before the step (NCCL on CUDA, gloo on the CPU). Every
+  random draw (augmentation, dropout) is seeded by (seed, step, position), so 1 or N processes
+  and a resumed run train the same model up to floating-point summation order.
+- Adam with L2 weight decay (not AdamW); biases at ``bias_lr_mult`` x the rate without decay;
+  refinement and regression layers at ``refine_lr_mult`` x; linear warm-up from
+  ``warmup_factor``; x ``gamma`` at each of ``lr_steps``.
+- bf16 autocast on CUDA; the losses are computed in fp32.
+- A checkpoint every ``checkpoint_every`` steps, resumed from when present.
+- Optional Concrete DropBlock, trained adversarially: after the detector's step a fresh forward
+  and a step of the block generator on -``adversarial_weight`` x the loss. Deviation: its rate is
+  constant (MIST multiplies it by 3 at the detector's lr steps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from weaksam.compute import autocast, select_device
+from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
+from weaksam.io import atomic_path
+from weaksam.logs import progress
+from weaksam.models.backbones import build_backbone, freeze_batchnorm
+from weaksam.wsod.data import ProposalSource, training_image
+from weaksam.wsod.losses import image_loss
+from weaksam.wsod.model import ConcreteDropBlock, Head, WsodNet
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+CHECKPOINT_KIND = "wsod"
+
+
+def config_dict(cfg: WsodConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def build_wsod_net(
+    cfg: WsodConfig, assets: AssetsConfig, num_classes: int, head: Head, *, pretrained: bool = True
+) -> WsodNet:
+    backbone = build_backbone(
+        cfg.backbone,
+        assets.vgg16 if cfg.backbone == "vgg16_oicr" else None,
+        pretrained=pretrained,
+        output_stride=cfg.output_stride,
+    )
+    dropblock = None
+    if cfg.dropblock.enabled:
+        dropblock = ConcreteDropBlock(
+            cfg.roi_channels or backbone.channels,
+            tau=cfg.dropblock.tau,
+            pool_size=cfg.pool_size,
+            block=cfg.dropblock.block_size,
+            temperature=cfg.dropblock.temperature,
+        )
+    return WsodNet(
+        backbone,
+        num_classes,
+        head=head,
+        refinements=cfg.refinements,
+        roi_channels=cfg.roi_channels,
+        fc_dim=cfg.fc_dim,
+        pool_size=cfg.pool_size,
+        dropout=cfg.dropout,
+        dropblock=dropblock,
+    )
+
+
+def lr_factor(step: int, cfg: WsodConfig) -> float:
+    """Warm-up from ``warmup_factor`` to 1 over ``warmup_iterations`` (linear), times ``gamma``
+    for every step in ``lr_steps`` already passed."""
+    factor = cfg.gamma ** sum(step >= s for s in cfg.lr_steps)
+    if step < cfg.warmup_iterations:
+        alpha = step / cfg.warmup_iterations
+        factor *= cfg.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def param_groups(
+    named: list[tuple[str, nn.Parameter]], *, lr: float, cfg: WsodConfig
+) -> list[dict[str, Any]]:
+    """Weights at ``lr`` with weight decay, biases at ``bias_lr_mult`` x without; the refinement
+    and box layers take ``refine_lr_mult`` on top."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in named:
+        is_bias = name.endswith(".bias") or p.dim() == 1
+        is_refine = name.startswith(("refine.", "bbox_pred."))
+        groups.setdefault((is_bias, is_refine), []).append(p)
+    out = []
+    for (is_bias, is_refine), params in sorted(groups.items()):
+        base = lr * (cfg.bias_lr_mult if is_bias else 1.0)
+        base *= cfg.refine_lr_mult if is_refine else 1.0
+        out.append(
+            {
+                "params": params,
+                "lr": base,
+                "base_lr": base,
+                "weight_decay": 0.0 if is_bias else cfg.weight_decay,
+            }
+        )
+    return out
+
+
+def save_checkpoint(
+    path: Path,
+    model: WsodNet,
+    step: int,
+    cfg: WsodConfig,
+    classes: list[str],
+    *,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    proposals: str = "",
+) -> None:
+    state: dict[str, Any] = {
+        "format_version": CHECKPOINT_VERSION,
+        "kind": CHECKPOINT_KIND,
+        "head": model.head,
+        "model": model.state_dict(),
+        "step": step,
+        "wsod_config": config_dict(cfg),
+        "classes": list(classes),
+        "proposals": proposals,
+    }
+    for name, opt in (optimizers or {}).items():
+        state[f"optimizer_{name}"] = opt.state_dict()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a WSOD checkpoint (``weights_only``) and check its kind and version."""
+    try:
+        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt, truncated or foreign file
+        raise ValueError(f"{path}: cannot load WSOD checkpoint ({exc})") from exc
+    if state.get("kind") != CHECKPOINT_KIND or state.get("format_version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: not a weaksam WSOD checkpoint (version {CHECKPOINT_VERSION})")
+    return state
+
+
+class Distributed:
+    """Rank and world size from the ``torchrun`` environment; a no-op for one process."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.started = False
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            self.started = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum_gradients(self, params: list[nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+    def sum_value(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t[0])
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.started:
+            dist.destroy_process_group()
+
+
+def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
+    """Image indices of ``step``: consecutive slices of a permutation seeded per epoch."""
+    batch = min(batch, n)
+    per_epoch = max(1, n // batch)
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[k * batch : (k + 1) * batch].tolist()
+
+
+def _image_seed(seed: int, step: int, pos: int) -> int:
+    return ((seed * 1_000_003 + step) * 1024 + pos) % (2**63)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one training run shares."""
+
+    rows: list[Any]
+    proposals: ProposalSource
+    num_classes: int
+    cfg: WsodConfig
+    head: Head
+    seed: int
+    compute: ComputeConfig
+
+
+def _accumulate(
+    model: WsodNet, run: _Run, step: int, mine: list[tuple[int, int]], batch: int, sign: float
+) -> tuple[float, dict[str, float]]:
+    """Forward and backward this process's images ``mine`` (position, index) of one step, each
+    loss times sign / batch. Returns the summed loss and its parts over these images."""
+    device = next(model.parameters()).device
+    model.train()
+    freeze_batchnorm(model.backbone)
+    total = 0.0
+    parts: dict[str, float] = {}
+    for pos, i in mine:
+        gen = torch.Generator().manual_seed(_image_seed(run.seed, step, pos))
+        sample = training_image(run.rows[i], run.proposals, run.num_classes, run.cfg, gen)
+        torch.manual_seed(_image_seed(run.seed, step, pos))  # dropout and DropBlock draws
+        rois = sample.rois.to(device)
+        with autocast(run.compute, device):
+            out = model(sample.image[None].to(device), rois)
+        loss = image_loss(
+            out, rois, sample.labels.to(device), head=run.head, mist=run.cfg.mist, oicr=run.cfg.oicr
+        )
+        (loss.total * (sign / batch)).backward()
+        total += float(loss.total.detach()) / batch
+        for k, v in loss.parts.items():
+            parts[k] = parts.get(k, 0.0) + v / batch
+    return total, parts
+
+
+def _step(opt: torch.optim.Optimizer, ddp: Distributed, params: list[nn.Parameter]) -> None:
+    ddp.sum_gradients(params)
+    opt.step()
+
+
+def train_wsod(
+    frame: pd.DataFrame,
+    classes: list[str],
+    proposals: ProposalSource,
+    cfg: WsodConfig,
+    head: Head,
+    assets: AssetsConfig,
+    *,
+    out: Path,
+    work: Path,
+    log_path: Path,
+    seed: int,
+    compute: ComputeConfig | None = None,
+    pretrained: bool = True,
+    stop_after: int | None = None,
+) -> WsodNet:
+    """Train ``head`` on the images of ``frame`` (manifest rows) with their proposals; checkpoint
+    to ``work`` (resuming from it) and write the final model to ``out``. ``stop_after`` ends the
+    run after that many steps without writing ``out`` (for tests of resumption)."""
+    compute = compute or ComputeConfig(device="cpu")
+    device = select_device(compute)
+    ddp = Distributed(device)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(seed)
+    model = build_wsod_net(cfg, assets, len(classes), head, pretrained=pretrained).to(device)
+    detector = model.detector_parameters()
+    opt = torch.optim.Adam(param_groups(detector, lr=cfg.lr, cfg=cfg))
+    optimizers: dict[str, torch.optim.Optimizer] = {"detector": opt}
+    if model.dropblock is not None:
+        named = [(n, p) for n, p in model.dropblock.named_parameters()]
+        opt_cdb = torch.optim.Adam(param_groups(named, lr=cfg.dropblock.lr, cfg=cfg))
+        optimizers["dropblock"] = opt_cdb
+    start = 0
+    if work.exists():
+        state = load_checkpoint(work, map_location=device)
+        model.load_state_dict(state["model"])
+        for name, o in optimizers.items():
+            o.load_state_dict(state[f"optimizer_{name}"])
+        start = int(state["step"])
+        logger.info("resuming %s training at step %d from %s", head, start, work)
+    rows = list(frame.itertuples(index=False))
+    run = _Run(rows, proposals, len(classes), cfg, head, seed, compute)
+    end = cfg.iterations if stop_after is None else min(cfg.iterations, start + stop_after)
+    mode = "a" if start > 0 and log_path.exists() else "w"
+    log = log_path.open(mode) if ddp.main else None
+    if log is not None and mode == "w":
+        log.write("step\tloss\tlr\tseconds\tparts\n")
+    t0 = time.perf_counter()
+    try:
+        for step in progress(range(start, end), desc=f"wsod {head}", total=end - start):
+            factor = lr_factor(step, cfg)
+            for o in optimizers.values():
+                for group in o.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+            batch = batch_indices(step, len(rows), cfg.batch_size, seed)
+            mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
+            opt.zero_grad(set_to_none=True)
+            loss_sum, parts = _accumulate(model, run, step, mine, len(batch), 1.0)
+            loss_sum = ddp.sum_value(loss_sum)
+            _step(opt, ddp, [p for _, p in detector])
+            if model.dropblock is not None:
+                # The generator's turn: a fresh forward, ascending the detector's loss.
+                opt_cdb.zero_grad(set_to_none=True)
+                _accumulate(model, run, step, mine, len(batch), -cfg.dropblock.adversarial_weight)
+                _step(opt_cdb, ddp, list(model.dropblock.parameters()))
+            if log is not None:
+                part_text = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
+                log.write(
+                    f"{step + 1}\t{loss_sum:.6f}\t{opt.param_groups[0]['lr']:.3e}\t"
+                    f"{time.perf_counter() - t0:.1f}\t{part_text}\n"
+                )
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
+                if ddp.main:
+                    assert log is not None
+                    log.flush()
+                    save_checkpoint(
+                        work,
+                        model,
+                        step + 1,
+                        cfg,
+                        classes,
+                        optimizers=optimizers,
+                        proposals=str(proposals.path),
+                    )
+                    logger.info("%s step %d/%d loss %.4f", head, step + 1, cfg.iterations, loss_sum)
+                ddp.barrier()
+        if end == cfg.iterations and ddp.main:
+            model.eval()
+            save_checkpoint(
+                out, model.cpu(), cfg.iterations, cfg, classes, proposals=str(proposals.path)
+            )
+    finally:
+        if log is not None:
+            log.close()
+        ddp.close()
+    return model
