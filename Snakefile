@@ -14,6 +14,7 @@ include: "rules/assets.smk"
 include: "rules/cam.smk"
 include: "rules/prompts.smk"
 include: "rules/proposals.smk"
+include: "rules/wsod.smk"
 
 
 rule all:
@@ -23,3 +24,4 @@ rule all:
         asset_outputs(),
         cam_outputs(),
         proposal_outputs(),
+        wsod_outputs(),

@@ -13,8 +13,15 @@ SPLITS = list(CFG.dataset.splits)
 ENV = "../envs/weaksam.yaml"
 
 
+TRAIN_SPLIT = CFG.dataset.train_split
+TEST_SPLIT = CFG.dataset.test_split
+WSOD_HEADS = "wsddn|oicr|mist"
+
+
 wildcard_constraints:
     split="|".join(SPLITS),
+    head=WSOD_HEADS,
+    path=f"(selective_search/)?({WSOD_HEADS})",
 
 
 def dataset_outputs():
@@ -93,4 +100,24 @@ def proposal_outputs():
             files.append(f"{prefix}/{split}.h5")
             if CFG.dataset.has_ground_truth:
                 files.append(f"{prefix}/{split}.recall.json")
+    return files
+
+
+WSOD_DIGEST = section_digest(
+    CFG.dataset, CFG.wsod, CFG.proposals.min_side, CFG.assets.vgg16, CFG.compute.seed
+)
+
+
+def wsod_outputs(heads=None):
+    """Models, detections on both splits and their metrics, per head and proposal method."""
+    prefixes = {"weaksam": "", "selective_search": "selective_search/"}
+    files = []
+    for method in CFG.wsod.proposal_methods:
+        for head in heads or CFG.wsod.heads:
+            base = f"{RESULTS}/wsod/{prefixes[method]}{head}"
+            files.append(f"{base}/model.pt")
+            for split in SPLITS:
+                files.append(f"{base}/detections_{split}.json")
+                if CFG.dataset.has_ground_truth:
+                    files.append(f"{base}/metrics_{split}.json")
     return files

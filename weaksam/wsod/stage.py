@@ -95,6 +95,8 @@ def train_stage(
         compute=cfg.compute,
         stop_after=stop_after,
     )
+    if Path(out).exists():
+        Path(work).unlink(missing_ok=True)  # finished: the resume checkpoint is not needed
 
 
 def load_model(path: str | Path, device: torch.device) -> tuple[WsodNet, WsodConfig, list[str]]:

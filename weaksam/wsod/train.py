@@ -168,9 +168,16 @@ class Distributed:
         return self.rank == 0
 
     def sum_gradients(self, params: list[nn.Parameter]) -> None:
+        """Sum the gradients over the processes. A parameter that got no gradient in any process
+        (unused by the forward, e.g. the backbone's classifier) keeps ``grad = None``, so Adam
+        leaves it alone exactly as in a single process."""
         if self.world == 1:
             return
-        for p in params:
+        used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+        dist.all_reduce(used, op=dist.ReduceOp.SUM)
+        for p, n in zip(params, used.tolist(), strict=True):
+            if n == 0:
+                continue
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

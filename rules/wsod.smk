@@ -1,0 +1,119 @@
+# Stages F-G: WSOD heads (WSDDN, OICR, MIST) trained on the WeakSAM proposals (wsod/{head}/) and,
+# for comparison, on Selective Search proposals (wsod/selective_search/{head}/); detections on
+# both splits (the training split's feed the pseudo ground truth) and their metrics.
+
+
+rule wsod_train:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        proposals=f"{RESULTS}/proposals/{TRAIN_SPLIT}.h5",
+    output:
+        model=f"{RESULTS}/wsod/{{head}}/model.pt",
+        train_log=f"{RESULTS}/wsod/{{head}}/train_log.tsv",
+    log:
+        f"{RESULTS}/logs/wsod_train_{{head}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/wsod_train_{{head}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=1440,
+    params:
+        proposals_digest=PROPOSALS_DIGEST,
+        digest=WSOD_DIGEST,
+    script:
+        "../workflow/scripts/wsod_train.py"
+
+
+use rule wsod_train as wsod_train_selective_search with:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        proposals=f"{RESULTS}/proposals/selective_search/{TRAIN_SPLIT}.h5",
+    output:
+        model=f"{RESULTS}/wsod/selective_search/{{head}}/model.pt",
+        train_log=f"{RESULTS}/wsod/selective_search/{{head}}/train_log.tsv",
+    log:
+        f"{RESULTS}/logs/wsod_train_selective_search_{{head}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/wsod_train_selective_search_{{head}}.tsv"
+    params:
+        proposals_digest=SS_DIGEST,
+        digest=WSOD_DIGEST,
+
+
+rule wsod_detect:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        model=f"{RESULTS}/wsod/{{head}}/model.pt",
+        proposals=f"{RESULTS}/proposals/{{split}}.h5",
+    output:
+        f"{RESULTS}/wsod/{{head}}/detections_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/wsod_detect_{{head}}_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/wsod_detect_{{head}}_{{split}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        proposals_digest=PROPOSALS_DIGEST,
+    script:
+        "../workflow/scripts/wsod_detect.py"
+
+
+use rule wsod_detect as wsod_detect_selective_search with:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        model=f"{RESULTS}/wsod/selective_search/{{head}}/model.pt",
+        proposals=f"{RESULTS}/proposals/selective_search/{{split}}.h5",
+    output:
+        f"{RESULTS}/wsod/selective_search/{{head}}/detections_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/wsod_detect_selective_search_{{head}}_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/wsod_detect_selective_search_{{head}}_{{split}}.tsv"
+    params:
+        proposals_digest=SS_DIGEST,
+
+
+rule wsod_metrics:
+    input:
+        gt=f"{RESULTS}/gt/{{split}}.json",
+        detections=f"{RESULTS}/wsod/{{path}}/detections_{{split}}.json",
+    output:
+        f"{RESULTS}/wsod/{{path}}/metrics_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/wsod_metrics/{{path}}_{{split}}.log",
+    conda:
+        ENV
+    params:
+        evaluation=section_digest(CFG.evaluation),
+    script:
+        "../workflow/scripts/wsod_metrics.py"
+
+
+rule wsod_targets:
+    input:
+        wsod_outputs(),
+
+
+rule wsddn:
+    input:
+        wsod_outputs(["wsddn"]),
+
+
+rule oicr:
+    input:
+        wsod_outputs(["oicr"]),
+
+
+rule mist:
+    input:
+        wsod_outputs(["mist"]),

@@ -1,0 +1,280 @@
+"""WSOD training and inference mechanics: resume after a kill, torchrun with gloo, DropBlock,
+the VGG16-OICR backbone, detections, and images without proposals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from weaksam.config import AssetsConfig, WsodConfig, load_config
+from weaksam.data.build import build_dataset
+from weaksam.data.manifest import read_manifest
+from weaksam.data.shapes import generate_shapes
+from weaksam.h5store import ShardWriter, StoreError
+from weaksam.models.backbones import vgg16_oicr
+from weaksam.proposals.generate import SOURCES
+from weaksam.proposals.store import PROPOSAL_STORE_KIND
+from weaksam.wsod.data import ProposalSource, load_image, transform
+from weaksam.wsod.infer import coco_results, detect
+from weaksam.wsod.model import ConcreteDropBlock
+from weaksam.wsod.stage import load_model, trainable_images
+from weaksam.wsod.train import build_wsod_net, load_checkpoint, train_wsod
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_cfg(**kw: object) -> WsodConfig:
+    base = WsodConfig(
+        backbone="efficientnet_lite0",
+        output_stride=16,
+        roi_channels=8,
+        fc_dim=16,
+        pool_size=3,
+        iterations=6,
+        batch_size=2,
+        lr=1e-3,
+        warmup_iterations=2,
+        lr_steps=(4,),
+        train_scales=(48, 64),
+        max_side=96,
+        test_scales=(64,),
+        checkpoint_every=2,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def write_store(path: Path, manifest_path: Path, split: str, *, empty: str | None = None) -> None:
+    """Random proposals (seeded) for every image of ``split``; ``empty`` gets none."""
+    frame = read_manifest(manifest_path).split(split)
+    rng = np.random.default_rng(0)
+    attrs = {"model": "test", "classes": ["x"], "sources": SOURCES, "split": split}
+    with ShardWriter(path, kind=PROPOSAL_STORE_KIND, config_digest="d", attrs=attrs) as w:
+        for row in frame.itertuples():
+            n = 0 if row.image_id == empty else 12
+            xy = rng.uniform(0, 40, (n, 2))
+            wh = rng.uniform(10, 24, (n, 2))
+            boxes = np.concatenate([xy, np.minimum(xy + wh, 64)], axis=1).astype(np.float32)
+            w.write(
+                str(row.image_id),
+                {
+                    "boxes": boxes,
+                    "scores": np.ones(n, np.float32),
+                    "source": np.zeros(n, np.uint8),
+                },
+            )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("wsod")
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "t",
+                "format": "shapes",
+                "shapes": {"num_trainval": 6, "num_test": 2, "image_size": 64},
+            }
+        }
+    ).dataset
+    generate_shapes(cfg.shapes, root / "src", cfg.splits)
+    build_dataset(cfg, root / "out", source_root=root / "src")
+    manifest = root / "out" / "manifest.parquet"
+    write_store(root / "trainval.h5", manifest, "trainval")
+    write_store(root / "test.h5", manifest, "test")
+    return root
+
+
+def _train(tiny: Path, out: Path, cfg: WsodConfig, head: str = "mist", **kw: object) -> None:
+    m = read_manifest(tiny / "out" / "manifest.parquet")
+    src = ProposalSource(tiny / "trainval.h5", digest="d", min_side=0, max_proposals=None)
+    train_wsod(
+        m.split("trainval"),
+        list(m.classes),
+        src,
+        cfg,
+        head,  # type: ignore[arg-type]
+        AssetsConfig(),
+        out=out,
+        work=out.with_suffix(".work.pt"),
+        log_path=out.with_suffix(".tsv"),
+        seed=0,
+        pretrained=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+@pytest.mark.parametrize("head", ["wsddn", "oicr", "mist"])
+def test_each_head_trains_and_detects(tiny: Path, tmp_path: Path, head: str) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "model.pt"
+    _train(tiny, out, small_cfg(iterations=2), head)
+    model, cfg, classes = load_model(out, torch.device("cpu"))
+    assert model.head == head and classes == ["circle", "triangle", "square", "star", "cross"]
+    log = out.with_suffix(".tsv").read_text().splitlines()
+    assert log[0].startswith("step\tloss") and len(log) == 3
+    m = read_manifest(tiny / "out" / "manifest.parquet")
+    row = next(m.split("test").itertuples(index=False))
+    src = ProposalSource(tiny / "test.h5", digest="d", min_side=0, max_proposals=None)
+    _, image, rois, _, w, h = load_image(row, src, len(classes))
+    dets = detect(model, image, rois, replace(cfg, max_per_image=7))
+    assert 0 < len(dets.scores) <= 7
+    assert (dets.boxes[:, [0, 2]] <= w).all() and (dets.boxes[:, [1, 3]] <= h).all()
+    entries = coco_results(dets, int(row.coco_id))
+    assert {e["category_id"] for e in entries} <= {1, 2, 3, 4, 5}
+
+
+def test_resume_equals_uninterrupted(tiny: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = small_cfg()
+    _train(tiny, tmp_path / "full.pt", cfg)
+    split = tmp_path / "split.pt"
+    _train(tiny, split, cfg, stop_after=3)  # checkpoints at step 2; stops after step 3
+    assert not split.exists() and load_checkpoint(split.with_suffix(".work.pt"))["step"] == 2
+    _train(tiny, split, cfg)  # resumes at step 2
+    a, b = _weights(tmp_path / "full.pt"), _weights(split)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+KILL_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from tests.test_wsod_train import _train, small_cfg
+torch.set_num_threads(1)
+_train(Path({tiny!r}), Path({out!r}), small_cfg(iterations=40, checkpoint_every=2))
+"""
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tiny: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "killed.pt"
+    work = out.with_suffix(".work.pt")
+    code = KILL_SCRIPT.format(repo=str(REPO), tiny=str(tiny), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.time() + 120
+    while not work.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert work.exists() and not out.exists(), "the job must be killed half way"
+    killed_at = load_checkpoint(work)["step"]
+    assert 0 < killed_at < 40
+    cfg = small_cfg(iterations=40, checkpoint_every=2)
+    _train(tiny, out, cfg)
+    log = out.with_suffix(".tsv").read_text()
+    assert f"\n{killed_at + 1}\t" in log  # the rerun continued after the checkpoint
+    _train(tiny, tmp_path / "clean.pt", cfg)
+    a, b = _weights(tmp_path / "clean.pt"), _weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+TORCHRUN_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from tests.test_wsod_train import _train, small_cfg
+torch.set_num_threads(1)
+_train(Path({tiny!r}), Path({out!r}), small_cfg(iterations=3, batch_size=4))
+"""
+
+
+def test_torchrun_two_gloo_processes_match_one(tiny: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "ddp.pt"
+    script = tmp_path / "ddp.py"
+    script.write_text(TORCHRUN_SCRIPT.format(repo=str(REPO), tiny=str(tiny), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run([*cmd, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _train(tiny, tmp_path / "single.pt", small_cfg(iterations=3, batch_size=4))
+    a, b = _weights(tmp_path / "single.pt"), _weights(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_dropblock_mask_and_adversarial_training(tiny: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cdb = ConcreteDropBlock(4, tau=0.9, pool_size=7, block=3, temperature=0.01).train()
+    feats = torch.rand(50, 4, 7, 7)
+    torch.manual_seed(1)
+    keep = cdb.mask(feats)
+    assert keep.shape == (50, 1, 7, 7) and set(keep.unique().tolist()) <= {0.0, 1.0}
+    torch.manual_seed(1)  # the same Gumbel draw
+    out = cdb(feats)
+    kept = keep.sum()
+    assert float(out.detach().sum()) == pytest.approx(
+        float((feats * keep).sum() * keep.numel() / kept), rel=1e-5
+    )
+    assert torch.equal(cdb.eval()(feats), feats)  # identity at test time
+    cfg = small_cfg(iterations=2)
+    cfg = replace(cfg, dropblock=replace(cfg.dropblock, enabled=True, lr=1e-2))
+    out_path = tmp_path / "cdb.pt"
+    _train(tiny, out_path, cfg)
+    trained = _weights(out_path)
+    torch.manual_seed(0)  # as train_wsod does before building the model
+    initial = build_wsod_net(cfg, AssetsConfig(), 5, "mist", pretrained=False).state_dict()
+    for key in ("dropblock.shortcut.weight", "dropblock.body.0.weight"):
+        assert not torch.equal(trained[key], initial[key]), f"{key} was not trained"
+
+
+def test_vgg16_oicr_structure() -> None:
+    net = vgg16_oicr(pretrained=False)
+    x = torch.rand(1, 3, 64, 96) * 255
+    y = net(x)
+    assert y.shape == (1, 512, 8, 12)  # stride 8
+    assert (y < 0).any()  # no ReLU after conv5_3
+    frozen = [p.requires_grad for p in net.body[:10].parameters()]
+    assert frozen and not any(frozen)  # conv1 and conv2 frozen
+    assert all(p.requires_grad for p in net.body[10:].parameters())
+
+
+def test_transform_moves_rois_with_the_image() -> None:
+    image = torch.zeros(3, 50, 100)
+    image[:, 10:20, 0:30] = 255.0
+    rois = torch.tensor([[0.0, 10.0, 30.0, 20.0]])
+    x, r, (sx, sy) = transform(image, rois, 100, 1000, flip=True)
+    assert x.shape == (3, 100, 200) and (sx, sy) == (2.0, 2.0)
+    assert r.tolist() == [[140.0, 20.0, 200.0, 40.0]]
+    assert float(x[0, 30, 170]) == pytest.approx(255.0) and float(x[0, 30, 20]) == 0.0
+
+
+def test_images_without_proposals_fail_or_are_recorded(tiny: Path, tmp_path: Path) -> None:
+    manifest = tiny / "out" / "manifest.parquet"
+    frame = read_manifest(manifest).split("trainval")
+    victim = str(frame["image_id"][1])
+    write_store(tmp_path / "holes.h5", manifest, "trainval", empty=victim)
+    src = ProposalSource(tmp_path / "holes.h5", digest="d", min_side=0, max_proposals=None)
+    with pytest.raises(StoreError, match=victim):
+        trainable_images(frame, src, on_bad_image="fail")
+    kept, skipped = trainable_images(frame, src, on_bad_image="skip")
+    assert skipped == [victim] and len(kept) == len(frame) - 1
+
+
+def test_store_of_another_config_is_refused(tiny: Path) -> None:
+    src = ProposalSource(tiny / "test.h5", digest="other", min_side=0, max_proposals=None)
+    with pytest.raises(StoreError, match="digest"):
+        src.boxes("x", 64, 64)
+
+
+def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    torch.save({"kind": "cam_classifier", "format_version": 1}, bad)
+    with pytest.raises(ValueError, match="not a weaksam WSOD checkpoint"):
+        load_checkpoint(bad)
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot load"):
+        load_checkpoint(bad)
