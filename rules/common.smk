@@ -104,7 +104,11 @@ def proposal_outputs():
 
 
 WSOD_DIGEST = section_digest(
-    CFG.dataset, CFG.wsod, CFG.proposals.min_side, CFG.assets.vgg16, CFG.compute.seed
+    CFG.dataset,
+    {k: v for k, v in vars(CFG.wsod).items() if k not in ("heads", "proposal_methods")},
+    CFG.proposals.min_side,
+    CFG.assets.vgg16,
+    CFG.compute.seed,
 )
 
 

@@ -21,6 +21,23 @@ def test_embedded_and_example_configs_validate() -> None:
         assert cfg.dataset.name
 
 
+def _merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+    out = dict(base)
+    for k, v in over.items():
+        old = out.get(k)
+        out[k] = _merge(old, v) if isinstance(old, dict) and isinstance(v, dict) else v
+    return out
+
+
+def test_overlays_validate_on_top_of_the_embedded_config() -> None:
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    overlays = sorted((REPO / "config" / "overlays").glob("*.yaml"))
+    assert overlays
+    for path in overlays:
+        cfg = load_config(_merge(base, yaml.safe_load(path.read_text())))
+        assert cfg.dataset.name == "shapes"
+
+
 def test_defaults_are_filled_and_frozen() -> None:
     cfg = load_config(minimal())
     assert cfg.dataset.train_split == "trainval"
