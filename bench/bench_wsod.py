@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from tests.reference_wsod import reference_mist, reference_oicr  # noqa: E402
 from weaksam.config import AssetsConfig, WsodConfig, load_config_file  # noqa: E402
 from weaksam.wsod.losses import image_loss  # noqa: E402
-from weaksam.wsod.model import HEADS  # noqa: E402
+from weaksam.wsod.model import HEADS, Head  # noqa: E402
 from weaksam.wsod.pseudo_labels import mist_pseudo_labels, oicr_pseudo_labels  # noqa: E402
 from weaksam.wsod.train import build_wsod_net, param_groups  # noqa: E402
 
@@ -92,7 +92,7 @@ def bench_training(cfg: WsodConfig, size: tuple[int, int], r: int, steps: int) -
         model = build_wsod_net(cfg, AssetsConfig(), 5, head, pretrained=False).train()
         opt = torch.optim.Adam(param_groups(model.detector_parameters(), lr=1e-5, cfg=cfg))
 
-        def step(model: Any = model, opt: Any = opt, head: str = head) -> None:
+        def step(model: Any = model, opt: Any = opt, head: Head = head) -> None:
             opt.zero_grad()
             loss = image_loss(
                 model(image, rois), rois, labels, head=head, mist=cfg.mist, oicr=cfg.oicr
