@@ -32,6 +32,21 @@ TINY = {
         "checkpoint_every": 2,
     },
     "prompts": {"points_per_side": 4},
+    "wsod": {
+        "heads": ["mist"],
+        "proposal_methods": ["weaksam", "selective_search"],
+        "backbone": "efficientnet_lite0",
+        "output_stride": 16,
+        "roi_channels": 8,
+        "fc_dim": 16,
+        "iterations": 2,
+        "batch_size": 2,
+        "warmup_iterations": 1,
+        "lr_steps": [],
+        "train_scales": [64],
+        "test_scales": [64],
+        "checkpoint_every": 1,
+    },
     "compute": {"shards": 2, "workers": 0},
 }
 
@@ -85,6 +100,15 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
                 assert sorted(store.image_ids()) == sorted(manifest.split(split)["image_id"])
     metrics = json.loads((results / "cam" / "classifier_metrics.json").read_text())
     assert 0.0 <= metrics["test"]["map"] <= 1.0
+    for wsod in ("wsod/mist", "wsod/selective_search/mist"):
+        assert (results / wsod / "model.pt").is_file()
+        assert not (results / wsod / "checkpoint.pt").exists()  # removed once the model is done
+        test_ids = {img["id"] for img in gt["images"]}
+        dets = json.loads((results / wsod / "detections_test.json").read_text())
+        assert dets and {d["image_id"] for d in dets} <= test_ids
+        m = json.loads((results / wsod / "metrics_test.json").read_text())
+        assert 0.0 <= m["voc"]["map_area"] <= 1.0 and m["num_images"] == 3
+        assert "corloc" in json.loads((results / wsod / "metrics_trainval.json").read_text())
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0

@@ -211,7 +211,7 @@ def test_dropblock_mask_and_adversarial_training(tiny: Path, tmp_path: Path) -> 
     cdb = ConcreteDropBlock(4, tau=0.9, pool_size=7, block=3, temperature=0.01).train()
     feats = torch.rand(50, 4, 7, 7)
     torch.manual_seed(1)
-    keep = cdb.mask(feats)
+    keep = cdb.mask(feats).detach()
     assert keep.shape == (50, 1, 7, 7) and set(keep.unique().tolist()) <= {0.0, 1.0}
     torch.manual_seed(1)  # the same Gumbel draw
     out = cdb(feats)

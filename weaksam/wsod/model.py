@@ -136,8 +136,11 @@ class WsodNet(nn.Module):
     def forward(self, image: torch.Tensor, rois: torch.Tensor) -> WsodOutput:
         """``image`` (1, 3, H, W) RGB in 0..255, ``rois`` (R, 4) XYXY in its pixels."""
         feats = self.reduce(self.backbone(image))
-        boxes = torch.cat((rois.new_zeros(rois.shape[0], 1), rois), dim=1).to(feats.dtype)
-        pooled = roi_pool(feats, boxes, self.pool_size, spatial_scale=1.0 / self.backbone.stride)
+        # RoIPool in fp32 with fp32 boxes: bf16 would round coordinates near 1000 px to 4-8 px.
+        boxes = torch.cat((rois.new_zeros(rois.shape[0], 1), rois), dim=1).float()
+        pooled = roi_pool(
+            feats.float(), boxes, self.pool_size, spatial_scale=1.0 / self.backbone.stride
+        )
         if self.dropblock is not None:
             pooled = self.dropblock(pooled)
         x = self.fc(pooled.flatten(1))
