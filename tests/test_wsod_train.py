@@ -24,7 +24,7 @@ from weaksam.models.backbones import vgg16_oicr
 from weaksam.proposals.generate import SOURCES
 from weaksam.proposals.store import PROPOSAL_STORE_KIND
 from weaksam.wsod.data import ProposalSource, load_image, transform
-from weaksam.wsod.infer import coco_results, detect
+from weaksam.wsod.infer import coco_results, detect, tta_scores
 from weaksam.wsod.model import ConcreteDropBlock
 from weaksam.wsod.stage import load_model, trainable_images
 from weaksam.wsod.train import build_wsod_net, load_checkpoint, train_wsod
@@ -278,3 +278,19 @@ def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot load"):
         load_checkpoint(bad)
+
+
+def test_tta_maps_boxes_back_to_the_original_image(tiny: Path, tmp_path: Path) -> None:
+    # OICR's boxes are the proposals themselves: after resizing to two scales, flipping and
+    # mapping back, the averaged boxes must be the input proposals again.
+    out = tmp_path / "oicr.pt"
+    _train(tiny, out, small_cfg(iterations=1), "oicr")
+    model, cfg, classes = load_model(out, torch.device("cpu"))
+    cfg = replace(cfg, test_scales=(48, 80), test_flip=True)
+    m = read_manifest(tiny / "out" / "manifest.parquet")
+    row = next(m.split("test").itertuples(index=False))
+    src = ProposalSource(tiny / "test.h5", digest="d", min_side=0, max_proposals=None)
+    _, image, rois, _, _, _ = load_image(row, src, len(classes))
+    scores, boxes = tta_scores(model, image, rois, cfg)
+    assert scores.shape == (len(rois), 5) and boxes.shape == (len(rois), 5, 4)
+    torch.testing.assert_close(boxes, rois[:, None, :].expand(-1, 5, -1), atol=1e-3, rtol=0)
