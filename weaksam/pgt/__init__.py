@@ -1,0 +1,1 @@
+"""Pseudo ground truth from WSOD detections (METHOD.md section 9)."""
