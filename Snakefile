@@ -15,6 +15,7 @@ include: "rules/cam.smk"
 include: "rules/prompts.smk"
 include: "rules/proposals.smk"
 include: "rules/wsod.smk"
+include: "rules/pgt.smk"
 
 
 rule all:
@@ -25,3 +26,4 @@ rule all:
         cam_outputs(),
         proposal_outputs(),
         wsod_outputs(),
+        pgt_outputs(),

@@ -125,3 +125,19 @@ def wsod_outputs(heads=None):
                 if CFG.dataset.has_ground_truth:
                     files.append(f"{base}/metrics_{split}.json")
     return files
+
+
+def train_ground_truth():
+    """The training split's ground truth, for PGT quality, when the dataset has it."""
+    return f"{RESULTS}/gt/{TRAIN_SPLIT}.json" if CFG.dataset.has_ground_truth else []
+
+
+def pgt_outputs():
+    """Pseudo ground truth (and its quality) of every WSOD head trained on WeakSAM proposals."""
+    if "weaksam" not in CFG.wsod.proposal_methods:
+        return []
+    return [
+        f"{RESULTS}/pgt/{head}/{name}.json"
+        for head in CFG.wsod.heads
+        for name in ("pgt", "quality")
+    ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from weaksam.evaluation.cocofiles import ground_truth_from_dict
 from weaksam.pgt.adaptive import PgtParams, adaptive_pgt, containment
+from weaksam.pgt.stage import pgt_quality
 
 
 def arr(x: list[list[float]] | list[float]) -> np.ndarray:
@@ -79,3 +81,32 @@ def test_containment_matrix() -> None:
     c = containment(arr([[0, 0, 10, 10], [5, 0, 15, 10], [0, 0, 0, 0]]))
     assert c[0, 1] == pytest.approx(0.5) and c[1, 0] == pytest.approx(0.5)
     assert c[2].tolist() == [0.0, 0.0, 0.0]  # an empty box contains nothing
+
+
+def test_pgt_quality_by_hand() -> None:
+    gt = ground_truth_from_dict(
+        {
+            "images": [{"id": 1, "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+                {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10]},
+                {"id": 3, "image_id": 1, "category_id": 2, "bbox": [0, 50, 10, 10]},
+            ],
+        }
+    )
+    pgt = {
+        "annotations": [
+            # class a: a hit, a duplicate of the same box (false positive), a miss.
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+            {"image_id": 1, "category_id": 1, "bbox": [1, 0, 10, 10], "score": 0.8},
+            {"image_id": 1, "category_id": 1, "bbox": [80, 80, 10, 10], "score": 0.7},
+            # class b: a hit.
+            {"image_id": 1, "category_id": 2, "bbox": [0, 50, 10, 10], "score": 0.6},
+        ]
+    }
+    q = pgt_quality(gt, pgt, iou=0.5)
+    assert q["precision"] == pytest.approx(2 / 4) and q["recall"] == pytest.approx(2 / 3)
+    assert q["per_class"]["a"]["precision"] == pytest.approx(1 / 3)
+    assert q["per_class"]["a"]["recall"] == pytest.approx(1 / 2)
+    assert q["per_class"]["b"] == {"precision": 1.0, "recall": 1.0, "boxes": 1, "gt": 1}

@@ -109,6 +109,12 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
         m = json.loads((results / wsod / "metrics_test.json").read_text())
         assert 0.0 <= m["voc"]["map_area"] <= 1.0 and m["num_images"] == 3
         assert "corloc" in json.loads((results / wsod / "metrics_trainval.json").read_text())
+    pgt = json.loads((results / "pgt" / "mist" / "pgt.json").read_text())
+    train_ids = {r.coco_id for r in manifest.split("trainval").itertuples()}
+    assert pgt["annotations"] and {a["image_id"] for a in pgt["annotations"]} <= train_ids
+    assert all(0 <= a["score"] <= 1 for a in pgt["annotations"])
+    quality = json.loads((results / "pgt" / "mist" / "quality.json").read_text())
+    assert 0 <= quality["pgt"]["precision"] <= 1 and {"adaptive", "top1"} <= set(quality)
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0

@@ -226,6 +226,16 @@ class WsodConfig:
 
 
 @dataclass(frozen=True)
+class PgtConfig:
+    """Adaptive pseudo ground truth (METHOD.md section 9)."""
+
+    mode: Literal["adaptive", "top1"] = "adaptive"
+    t_keep: float = 0.5
+    t_con: float = 0.85
+    subtract_min: bool = False
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
@@ -250,6 +260,7 @@ class WeaksamConfig:
     sam: SamConfig = field(default_factory=SamConfig)
     proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
     wsod: WsodConfig = field(default_factory=WsodConfig)
+    pgt: PgtConfig = field(default_factory=PgtConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
