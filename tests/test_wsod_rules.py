@@ -15,7 +15,8 @@ from weaksam.wsod.infer import postprocess
 from weaksam.wsod.losses import image_loss, mist_refine_loss, oicr_refine_loss, wsddn_loss
 from weaksam.wsod.model import WsodOutput
 from weaksam.wsod.pseudo_labels import greedy_nms, mist_pseudo_labels, oicr_pseudo_labels
-from weaksam.wsod.train import batch_indices, lr_factor, param_groups
+from weaksam.training import batch_indices
+from weaksam.wsod.train import lr_factor, param_groups
 
 
 def t(x: list[list[float]] | list[float]) -> torch.Tensor:

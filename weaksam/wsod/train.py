@@ -27,7 +27,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from weaksam.compute import autocast, select_device
@@ -35,6 +34,7 @@ from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
 from weaksam.io import atomic_path
 from weaksam.logs import progress
 from weaksam.models.backbones import build_backbone, freeze_batchnorm
+from weaksam.training import Distributed, batch_indices, image_seed
 from weaksam.wsod.data import ProposalSource, training_image
 from weaksam.wsod.losses import image_loss
 from weaksam.wsod.model import ConcreteDropBlock, Head, WsodNet
@@ -152,65 +152,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-class Distributed:
-    """Rank and world size from the ``torchrun`` environment; a no-op for one process."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.started = False
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-            self.started = True
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum_gradients(self, params: list[nn.Parameter]) -> None:
-        """Sum the gradients over the processes. A parameter that got no gradient in any process
-        (unused by the forward, e.g. the backbone's classifier) keeps ``grad = None``, so Adam
-        leaves it alone exactly as in a single process."""
-        if self.world == 1:
-            return
-        used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-        dist.all_reduce(used, op=dist.ReduceOp.SUM)
-        for p, n in zip(params, used.tolist(), strict=True):
-            if n == 0:
-                continue
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-
-    def sum_value(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        t = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return float(t[0])
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.started:
-            dist.destroy_process_group()
-
-
-def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
-    """Image indices of ``step``: consecutive slices of a permutation seeded per epoch."""
-    batch = min(batch, n)
-    per_epoch = max(1, n // batch)
-    epoch, k = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return perm[k * batch : (k + 1) * batch].tolist()
-
-
-def _image_seed(seed: int, step: int, pos: int) -> int:
-    return ((seed * 1_000_003 + step) * 1024 + pos) % (2**63)
-
-
 @dataclass(frozen=True)
 class _Run:
     """What every step of one training run shares."""
@@ -235,9 +176,9 @@ def _accumulate(
     total = 0.0
     parts: dict[str, float] = {}
     for pos, i in mine:
-        gen = torch.Generator().manual_seed(_image_seed(run.seed, step, pos))
+        gen = torch.Generator().manual_seed(image_seed(run.seed, step, pos))
         sample = training_image(run.rows[i], run.proposals, run.num_classes, run.cfg, gen)
-        torch.manual_seed(_image_seed(run.seed, step, pos))  # dropout and DropBlock draws
+        torch.manual_seed(image_seed(run.seed, step, pos))  # dropout and DropBlock draws
         rois = sample.rois.to(device)
         with autocast(run.compute, device):
             out = model(sample.image[None].to(device), rois)
