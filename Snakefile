@@ -16,6 +16,7 @@ include: "rules/prompts.smk"
 include: "rules/proposals.smk"
 include: "rules/wsod.smk"
 include: "rules/pgt.smk"
+include: "rules/retrain.smk"
 
 
 rule all:
@@ -27,3 +28,4 @@ rule all:
         proposal_outputs(),
         wsod_outputs(),
         pgt_outputs(),
+        retrain_outputs(),

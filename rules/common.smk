@@ -22,6 +22,7 @@ wildcard_constraints:
     split="|".join(SPLITS),
     head=WSOD_HEADS,
     path=f"(selective_search/)?({WSOD_HEADS})",
+    variant=f"({WSOD_HEADS})(/no_roi_drop)?",
 
 
 def dataset_outputs():
@@ -141,3 +142,27 @@ def pgt_outputs():
         for head in CFG.wsod.heads
         for name in ("pgt", "quality")
     ]
+
+
+RETRAIN_DIGEST = section_digest(
+    CFG.dataset,
+    {k: v for k, v in vars(CFG.retrain).items() if k != "heads"},
+    CFG.assets.resnet50,
+    CFG.compute.seed,
+)
+
+
+def retrain_outputs():
+    """Retrained detectors (and the no-RoI-drop ablation when asked) with test metrics."""
+    variants = [f"{head}" for head in CFG.retrain.heads]
+    if CFG.retrain.compare_without_roi_drop:
+        variants += [f"{head}/no_roi_drop" for head in CFG.retrain.heads]
+    files = []
+    for v in variants:
+        files += [
+            f"{RESULTS}/detector/{v}/model.pt",
+            f"{RESULTS}/detector/{v}/detections_{TEST_SPLIT}.json",
+        ]
+        if CFG.dataset.has_ground_truth:
+            files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
+    return files

@@ -96,7 +96,7 @@ rule wsod_metrics:
     params:
         evaluation=section_digest(CFG.evaluation),
     script:
-        "../workflow/scripts/wsod_metrics.py"
+        "../workflow/scripts/detection_metrics.py"
 
 
 rule wsod_targets:

@@ -47,6 +47,23 @@ TINY = {
         "test_scales": [64],
         "checkpoint_every": 1,
     },
+    "retrain": {
+        "heads": ["mist"],
+        "backbone": "efficientnet_lite0",
+        "iterations": 2,
+        "batch_size": 2,
+        "images_per_forward": 2,
+        "lr": 0.005,
+        "warmup_iterations": 1,
+        "lr_steps": [],
+        "train_sizes": [64],
+        "max_size": 128,
+        "test_size": 64,
+        "test_max_size": 128,
+        "checkpoint_every": 1,
+        "compare_without_roi_drop": True,
+        "roi_drop": {"start_iter": 1},
+    },
     "compute": {"shards": 2, "workers": 0},
 }
 
@@ -115,6 +132,13 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     assert all(0 <= a["score"] <= 1 for a in pgt["annotations"])
     quality = json.loads((results / "pgt" / "mist" / "quality.json").read_text())
     assert 0 <= quality["pgt"]["precision"] <= 1 and {"adaptive", "top1"} <= set(quality)
+    for variant in ("mist", "mist/no_roi_drop"):
+        detector = results / "detector" / variant
+        assert (detector / "model.pt").is_file() and not (detector / "checkpoint.pt").exists()
+        m = json.loads((detector / "metrics_test.json").read_text())
+        assert m["num_images"] == 3 and "coco_bbox" in m
+    log = (results / "detector" / "mist" / "train_log.tsv").read_text().splitlines()
+    assert log[0].split("\t")[3] == "dropped_rois" and len(log) == 3
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0

@@ -10,12 +10,12 @@ import torch
 
 from tests.reference_wsod import reference_mist, reference_oicr
 from weaksam.config import MistConfig, OicrConfig, WsodConfig
+from weaksam.training import batch_indices
 from weaksam.wsod.boxes import decode, encode, hflip_boxes
 from weaksam.wsod.infer import postprocess
 from weaksam.wsod.losses import image_loss, mist_refine_loss, oicr_refine_loss, wsddn_loss
 from weaksam.wsod.model import WsodOutput
 from weaksam.wsod.pseudo_labels import greedy_nms, mist_pseudo_labels, oicr_pseudo_labels
-from weaksam.training import batch_indices
 from weaksam.wsod.train import lr_factor, param_groups
 
 

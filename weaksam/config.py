@@ -236,6 +236,48 @@ class PgtConfig:
 
 
 @dataclass(frozen=True)
+class RoiDropConfig:
+    """RoI drop in the box head (METHOD.md section 10.2)."""
+
+    enabled: bool = True
+    start_iter: int = 2000
+    thresh_cls: float = 4.0
+    thresh_reg: float = 4.0
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Faster R-CNN retrained on the pseudo ground truth (METHOD.md section 10.1, VOC07)."""
+
+    heads: tuple[str, ...] = ("mist",)
+    backbone: Literal["r50_fpn", "efficientnet_lite0"] = "r50_fpn"
+    iterations: int = 9000
+    batch_size: int = 16
+    images_per_forward: int = 2
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 30
+    warmup_factor: float = 0.001
+    lr_steps: tuple[int, ...] = (6000, 8000)
+    gamma: float = 0.1
+    train_sizes: tuple[int, ...] = tuple(range(480, 1217, 32))
+    max_size: int = 2000
+    flip: bool = True
+    box_loss_beta: float = 0.0
+    test_size: int = 688
+    test_max_size: int = 4000
+    tta_sizes: tuple[int, ...] = ()
+    tta_flip: bool = True
+    score_thresh: float = 0.05
+    nms: float = 0.5
+    max_per_image: int = 100
+    checkpoint_every: int = 500
+    compare_without_roi_drop: bool = False
+    roi_drop: RoiDropConfig = field(default_factory=RoiDropConfig)
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
@@ -261,6 +303,7 @@ class WeaksamConfig:
     proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
     wsod: WsodConfig = field(default_factory=WsodConfig)
     pgt: PgtConfig = field(default_factory=PgtConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ import torch
 from weaksam.compute import select_device
 from weaksam.config import AssetsConfig, WeaksamConfig, WsodConfig, section_from_dict
 from weaksam.data.manifest import read_manifest
-from weaksam.evaluation.cocofiles import detections_from_list, load_ground_truth
-from weaksam.evaluation.report import evaluate_detections, format_metrics
 from weaksam.h5store import StoreError
 from weaksam.io import write_json
 from weaksam.logs import progress
@@ -151,15 +148,3 @@ def detect_stage(
         )
     write_json(out, results)
     logger.info("%d detections on %d %s images", len(results), len(frame), split)
-
-
-def metrics_stage(cfg: WeaksamConfig, gt_path: str, detections_path: str, out: str) -> None:
-    """AP50 (11-point and area), CorLoc and COCO AP of one detections file."""
-    gt = load_ground_truth(gt_path)
-    with Path(detections_path).open() as f:
-        dets = detections_from_list(json.load(f), gt, source=detections_path)
-    metrics = evaluate_detections(
-        gt, dets, iou=cfg.evaluation.iou, plus_one=cfg.evaluation.plus_one
-    )
-    write_json(out, metrics, indent=2)
-    logger.info("\n%s", format_metrics(metrics))

@@ -1,8 +1,8 @@
-"""Rule `wsod_metrics`: AP50 (11-point and area), CorLoc and COCO AP of WSOD detections."""
+"""Rules `*_metrics`: AP50 (11-point and area), CorLoc and COCO AP of a detections file."""
 
 from weaksam.config import load_config
+from weaksam.evaluation.stage import metrics_stage
 from weaksam.logs import setup_rule_logging
-from weaksam.wsod.stage import metrics_stage
 
 setup_rule_logging(snakemake.log[0])
 metrics_stage(

@@ -1,0 +1,86 @@
+# Stage I: Faster R-CNN trained on each head's pseudo ground truth, with RoI drop (and, for the
+# ablation, without: detector/{head}/no_roi_drop/), evaluated on the test split.
+
+
+rule retrain_train:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        pgt=f"{RESULTS}/pgt/{{head}}/pgt.json",
+    output:
+        model=f"{RESULTS}/detector/{{head}}/model.pt",
+        train_log=f"{RESULTS}/detector/{{head}}/train_log.tsv",
+    log:
+        f"{RESULTS}/logs/retrain_{{head}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/retrain_{{head}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=1440,
+    params:
+        digest=RETRAIN_DIGEST,
+        roi_drop=True,
+    script:
+        "../workflow/scripts/retrain_train.py"
+
+
+use rule retrain_train as retrain_train_no_roi_drop with:
+    output:
+        model=f"{RESULTS}/detector/{{head}}/no_roi_drop/model.pt",
+        train_log=f"{RESULTS}/detector/{{head}}/no_roi_drop/train_log.tsv",
+    log:
+        f"{RESULTS}/logs/retrain_{{head}}_no_roi_drop.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/retrain_{{head}}_no_roi_drop.tsv"
+    params:
+        digest=RETRAIN_DIGEST,
+        roi_drop=False,
+
+
+rule retrain_detect:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        model=f"{RESULTS}/detector/{{variant}}/model.pt",
+    output:
+        f"{RESULTS}/detector/{{variant}}/detections_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/retrain_detect/{{variant}}_{{split}}.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        inference=section_digest(
+            {
+                k: getattr(CFG.retrain, k)
+                for k in ("test_size", "test_max_size", "tta_sizes", "tta_flip")
+            },
+            {
+                k: getattr(CFG.retrain, k)
+                for k in ("score_thresh", "nms", "max_per_image")
+            },
+        ),
+    script:
+        "../workflow/scripts/retrain_detect.py"
+
+
+rule retrain_metrics:
+    input:
+        gt=f"{RESULTS}/gt/{{split}}.json",
+        detections=f"{RESULTS}/detector/{{variant}}/detections_{{split}}.json",
+    output:
+        f"{RESULTS}/detector/{{variant}}/metrics_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/retrain_metrics/{{variant}}_{{split}}.log",
+    conda:
+        ENV
+    params:
+        evaluation=section_digest(CFG.evaluation),
+    script:
+        "../workflow/scripts/detection_metrics.py"

@@ -1,0 +1,177 @@
+"""Retraining on pseudo ground truth: targets, flips, schedule, resume after a kill, TTA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from weaksam.config import AssetsConfig, RetrainConfig, RoiDropConfig, load_config
+from weaksam.data.build import build_dataset
+from weaksam.data.shapes import generate_shapes
+from weaksam.retrain.infer import coco_results, detect
+from weaksam.retrain.stage import load_detector
+from weaksam.retrain.train import (
+    load_checkpoint,
+    lr_factor,
+    read_targets,
+    sample,
+    train_detector,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_cfg(**kw: object) -> RetrainConfig:
+    base = RetrainConfig(
+        backbone="efficientnet_lite0",
+        iterations=4,
+        batch_size=2,
+        images_per_forward=1,
+        lr=0.005,
+        warmup_iterations=2,
+        lr_steps=(3,),
+        train_sizes=(64, 80),
+        max_size=128,
+        test_size=64,
+        test_max_size=128,
+        checkpoint_every=2,
+        roi_drop=RoiDropConfig(start_iter=2),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("retrain")
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "t",
+                "format": "shapes",
+                "shapes": {"num_trainval": 4, "num_test": 2, "image_size": 64},
+            }
+        }
+    ).dataset
+    generate_shapes(cfg.shapes, root / "src", cfg.splits)
+    build_dataset(cfg, root / "out", source_root=root / "src")
+    return root
+
+
+def _train(tiny: Path, out: Path, cfg: RetrainConfig, *, masks: bool = False, **kw: object) -> None:
+    instances = json.loads((tiny / "out" / "gt" / "trainval.json").read_text())
+    train_detector(
+        read_targets(instances, masks=masks),
+        ["circle", "triangle", "square", "star", "cross"],
+        cfg,
+        AssetsConfig(),
+        masks=masks,
+        out=out,
+        work=out.with_suffix(".work.pt"),
+        log_path=out.with_suffix(".tsv"),
+        seed=0,
+        pretrained=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_read_targets_and_flip(tiny: Path) -> None:
+    instances = json.loads((tiny / "out" / "gt" / "trainval.json").read_text())
+    items = read_targets(instances, masks=True)
+    assert len(items) == 4 and all(i.segmentations is not None for i in items)
+    item = next(i for i in items if len(i.boxes))
+    image, target = sample(item, flip=False)
+    flipped, ftarget = sample(item, flip=True)
+    assert torch.equal(flipped, image.flip(-1))
+    w = image.shape[-1]
+    b, fb = target["boxes"][0].tolist(), ftarget["boxes"][0]
+    assert fb.tolist() == pytest.approx([w - b[2], b[1], w - b[0], b[3]])
+    assert torch.equal(ftarget["masks"], target["masks"].flip(-1))
+    # the mask lies inside its box
+    ys, xs = torch.nonzero(target["masks"][0], as_tuple=True)
+    assert xs.min() >= b[0] - 1 and xs.max() <= b[2] and ys.min() >= b[1] - 1 and ys.max() <= b[3]
+
+
+def test_lr_schedule_by_hand() -> None:
+    cfg = RetrainConfig()  # warm-up 30 from 0.001, x0.1 at 6000 and 8000
+    assert lr_factor(0, cfg) == pytest.approx(0.001)
+    assert lr_factor(15, cfg) == pytest.approx(0.001 * 0.5 + 0.5)
+    assert lr_factor(30, cfg) == 1.0 and lr_factor(6000, cfg) == pytest.approx(0.1)
+    assert lr_factor(8000, cfg) == pytest.approx(0.01)
+
+
+def test_train_logs_dropped_rois_and_detects(tiny: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "det.pt"
+    cfg = small_cfg(roi_drop=RoiDropConfig(start_iter=2, thresh_cls=-1.0, thresh_reg=-1.0))
+    _train(tiny, out, cfg)
+    rows = [line.split("\t") for line in out.with_suffix(".tsv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4]
+    assert [int(r[3]) for r in rows[:2]] == [0, 0]  # before start_iter nothing is dropped
+    assert all(int(r[3]) == int(r[4]) for r in rows[2:])  # thresholds -1: every foreground RoI
+    model, rcfg, classes, masks = load_detector(out, torch.device("cpu"))
+    assert not masks and len(classes) == 5
+    image = torch.rand(3, 64, 64)
+    dets = detect(model, image, replace(rcfg, score_thresh=0.0))
+    entries = coco_results(dets, 7)
+    assert all(e["image_id"] == 7 and 1 <= e["category_id"] <= 5 for e in entries)
+    tta = detect(model, image, replace(rcfg, score_thresh=0.0, tta_sizes=(48, 64), max_per_image=5))
+    assert len(tta["scores"]) <= 5 and (tta["boxes"][:, 2] <= 64.01).all()
+
+
+def test_mask_rcnn_trains_and_gives_rle(tiny: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "mask.pt"
+    _train(tiny, out, small_cfg(iterations=1), masks=True)
+    model, rcfg, _, masks = load_detector(out, torch.device("cpu"))
+    assert masks
+    entries = coco_results(detect(model, torch.rand(3, 64, 64), replace(rcfg, score_thresh=0.0)), 1)
+    assert entries and all("counts" in e["segmentation"] for e in entries)
+
+
+KILL_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from tests.test_retrain import _train, small_cfg
+torch.set_num_threads(1)
+_train(Path({tiny!r}), Path({out!r}), small_cfg(iterations=16))
+"""
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tiny: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "killed.pt"
+    work = out.with_suffix(".work.pt")
+    code = KILL_SCRIPT.format(repo=str(REPO), tiny=str(tiny), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.time() + 180
+    while not work.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert work.exists() and not out.exists(), "the job must be killed half way"
+    killed_at = load_checkpoint(work)["step"]
+    assert 0 < killed_at < 16
+    cfg = small_cfg(iterations=16)
+    _train(tiny, out, cfg)
+    assert f"\n{killed_at + 1}\t" in out.with_suffix(".tsv").read_text()
+    _train(tiny, tmp_path / "clean.pt", cfg)
+    a, b = load_checkpoint(tmp_path / "clean.pt")["model"], load_checkpoint(out)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    torch.save({"kind": "wsod", "format_version": 1, "x": np.zeros(1).tolist()}, bad)
+    with pytest.raises(ValueError, match="not a weaksam detector checkpoint"):
+        load_checkpoint(bad)

@@ -1,0 +1,269 @@
+"""Training a torchvision Faster / Mask R-CNN on pseudo ground truth only (METHOD.md 10, 11).
+
+- Targets come from a COCO instances file (the PGT, or the SAM masks for Mask R-CNN); the
+  ground truth is never read. Images whose pseudo ground truth is empty stay in as negatives.
+- SGD with momentum and weight decay; linear warm-up from ``warmup_factor``; x ``gamma`` at each
+  of ``lr_steps``. ``batch_size`` images per step, ``images_per_forward`` per forward, gradients
+  accumulated; several processes under ``torchrun`` take their share of every step and sum
+  gradients (weaksam.training).
+- Multi-scale training (torchvision's transform draws the shorter side from ``train_sizes``) and
+  horizontal flips, seeded per (seed, step, position) so resumed runs repeat the draws.
+- bf16 autocast on CUDA. RoI drop after ``roi_drop.start_iter`` (DropRoIHeads); the number of
+  dropped RoIs is logged per step.
+- A checkpoint every ``checkpoint_every`` steps, resumed from when present.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.models.detection import FasterRCNN
+
+from weaksam.cam.imaging import to_tensor
+from weaksam.compute import autocast, select_device
+from weaksam.config import AssetsConfig, ComputeConfig, RetrainConfig
+from weaksam.data.images import load_rgb
+from weaksam.data.masks import segmentation_to_mask
+from weaksam.io import atomic_path
+from weaksam.logs import progress
+from weaksam.retrain.detector import DropRoIHeads, RoiDropParams, build_detector
+from weaksam.training import Distributed, batch_indices, image_seed
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+CHECKPOINT_KIND = "detector"
+
+
+@dataclass(frozen=True)
+class TrainImage:
+    coco_id: int
+    path: str
+    width: int
+    height: int
+    boxes: np.ndarray  # (N, 4) float32 XYXY
+    labels: np.ndarray  # (N,) int64, 1-based category ids (torchvision: 0 is background)
+    segmentations: list[Any] | None  # COCO segmentations (RLE / polygons); None: boxes only
+
+
+def read_targets(instances: dict[str, Any], *, masks: bool) -> list[TrainImage]:
+    """One entry per image of a COCO instances file (category ids 1..K)."""
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for a in instances["annotations"]:
+        by_image.setdefault(int(a["image_id"]), []).append(a)
+    out = []
+    for img in instances["images"]:
+        anns = by_image.get(int(img["id"]), [])
+        xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        if masks and any("segmentation" not in a for a in anns):
+            raise ValueError(f"image {img['id']}: an annotation has no segmentation")
+        out.append(
+            TrainImage(
+                coco_id=int(img["id"]),
+                path=str(img["file_name"]),
+                width=int(img["width"]),
+                height=int(img["height"]),
+                boxes=boxes,
+                labels=np.array([int(a["category_id"]) for a in anns], dtype=np.int64),
+                segmentations=[a["segmentation"] for a in anns] if masks else None,
+            )
+        )
+    return out
+
+
+def sample(item: TrainImage, *, flip: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Image (3, H, W) in 0..1 and its torchvision target, mirrored when ``flip``."""
+    image = to_tensor(load_rgb(Path(item.path))) / 255.0
+    boxes = torch.from_numpy(item.boxes.copy())
+    target: dict[str, torch.Tensor] = {"boxes": boxes, "labels": torch.from_numpy(item.labels)}
+    if item.segmentations is not None:
+        m = np.zeros((len(item.segmentations), item.height, item.width), dtype=np.uint8)
+        for k, seg in enumerate(item.segmentations):
+            m[k] = segmentation_to_mask(seg, item.height, item.width)
+        target["masks"] = torch.from_numpy(m)
+    if flip:
+        image = image.flip(-1)
+        w = float(image.shape[-1])
+        target["boxes"] = torch.stack(
+            (w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]), dim=1
+        )
+        if "masks" in target:
+            target["masks"] = target["masks"].flip(-1)
+    return image, target
+
+
+def lr_factor(step: int, cfg: RetrainConfig) -> float:
+    factor = cfg.gamma ** sum(step >= s for s in cfg.lr_steps)
+    if step < cfg.warmup_iterations:
+        alpha = step / cfg.warmup_iterations
+        factor *= cfg.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def build_from_config(
+    cfg: RetrainConfig, assets: AssetsConfig, num_classes: int, *, masks: bool, pretrained: bool
+) -> FasterRCNN:
+    weights = assets.resnet50 if cfg.backbone == "r50_fpn" else None
+    drop = RoiDropParams(
+        enabled=cfg.roi_drop.enabled,
+        start_iter=cfg.roi_drop.start_iter,
+        thresh_cls=cfg.roi_drop.thresh_cls,
+        thresh_reg=cfg.roi_drop.thresh_reg,
+        beta=cfg.box_loss_beta,
+    )
+    return build_detector(
+        cfg.backbone,
+        num_classes,
+        masks=masks,
+        drop=drop,
+        weights=weights,
+        pretrained=pretrained,
+        min_size=tuple(cfg.train_sizes),
+        max_size=cfg.max_size,
+    )
+
+
+def save_checkpoint(
+    path: Path,
+    model: FasterRCNN,
+    step: int,
+    cfg: RetrainConfig,
+    classes: list[str],
+    *,
+    masks: bool,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    state: dict[str, Any] = {
+        "format_version": CHECKPOINT_VERSION,
+        "kind": CHECKPOINT_KIND,
+        "model": model.state_dict(),
+        "step": step,
+        "retrain_config": asdict(cfg),
+        "classes": list(classes),
+        "masks": masks,
+    }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt, truncated or foreign file
+        raise ValueError(f"{path}: cannot load detector checkpoint ({exc})") from exc
+    if state.get("kind") != CHECKPOINT_KIND or state.get("format_version") != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path}: not a weaksam detector checkpoint (version {CHECKPOINT_VERSION})"
+        )
+    return state
+
+
+def train_detector(
+    items: list[TrainImage],
+    classes: list[str],
+    cfg: RetrainConfig,
+    assets: AssetsConfig,
+    *,
+    masks: bool,
+    out: Path,
+    work: Path,
+    log_path: Path,
+    seed: int,
+    compute: ComputeConfig | None = None,
+    pretrained: bool = True,
+    stop_after: int | None = None,
+) -> FasterRCNN:
+    """Train on ``items``; checkpoint to ``work`` (resumed from) and write ``out`` at the end.
+    ``stop_after`` stops after that many steps without writing ``out`` (tests)."""
+    compute = compute or ComputeConfig(device="cpu")
+    device = select_device(compute)
+    ddp = Distributed(device)
+    torch.manual_seed(seed)
+    model = build_from_config(cfg, assets, len(classes), masks=masks, pretrained=pretrained)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(
+        [{"params": params, "base_lr": cfg.lr}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+    )
+    start = 0
+    if work.exists():
+        state = load_checkpoint(work, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        logger.info("resuming detector training at step %d from %s", start, work)
+    heads = model.roi_heads
+    assert isinstance(heads, DropRoIHeads)
+    end = cfg.iterations if stop_after is None else min(cfg.iterations, start + stop_after)
+    mode = "a" if start > 0 and log_path.exists() else "w"
+    log = log_path.open(mode) if ddp.main else None
+    if log is not None and mode == "w":
+        log.write("step\tloss\tlr\tdropped_rois\tforeground_rois\tseconds\tparts\n")
+    t0 = time.perf_counter()
+    try:
+        for step in progress(range(start, end), desc="detector", total=end - start):
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * lr_factor(step, cfg)
+            batch = batch_indices(step, len(items), cfg.batch_size, seed)
+            mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
+            opt.zero_grad(set_to_none=True)
+            model.train()
+            heads.iteration = step
+            total, dropped, foreground = 0.0, 0, 0
+            parts: dict[str, float] = {}
+            for chunk in range(0, len(mine), cfg.images_per_forward):
+                group_items = mine[chunk : chunk + cfg.images_per_forward]
+                images, targets = [], []
+                for pos, i in group_items:
+                    gen = torch.Generator().manual_seed(image_seed(seed, step, pos))
+                    flip = cfg.flip and float(torch.rand((), generator=gen)) < 0.5
+                    image, target = sample(items[i], flip=flip)
+                    images.append(image.to(device))
+                    targets.append({k: v.to(device) for k, v in target.items()})
+                torch.manual_seed(image_seed(seed, step, group_items[0][0]))  # scale draw
+                with autocast(compute, device):
+                    losses = model(images, targets)
+                loss = sum(v.float() for v in losses.values())
+                assert isinstance(loss, torch.Tensor)
+                (loss * (len(group_items) / len(batch))).backward()
+                total += float(loss.detach()) * len(group_items) / len(batch)
+                for k, v in losses.items():
+                    parts[k] = parts.get(k, 0.0) + float(v.detach()) * len(group_items) / len(batch)
+                dropped += heads.last_dropped
+                foreground += heads.last_foreground
+            ddp.sum_gradients(params)
+            opt.step()
+            total = ddp.sum_value(total)
+            if log is not None:
+                text = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
+                log.write(
+                    f"{step + 1}\t{total:.6f}\t{opt.param_groups[0]['lr']:.3e}\t{dropped}\t"
+                    f"{foreground}\t{time.perf_counter() - t0:.1f}\t{text}\n"
+                )
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
+                if ddp.main:
+                    assert log is not None
+                    log.flush()
+                    save_checkpoint(work, model, step + 1, cfg, classes, masks=masks, optimizer=opt)
+                    logger.info("detector step %d/%d loss %.4f", step + 1, cfg.iterations, total)
+                ddp.barrier()
+        if end == cfg.iterations and ddp.main:
+            model.eval()
+            save_checkpoint(out, model.cpu(), cfg.iterations, cfg, classes, masks=masks)
+    finally:
+        if log is not None:
+            log.close()
+        ddp.close()
+    return model

@@ -1,0 +1,15 @@
+"""Rule `retrain_detect`: a retrained detector's detections of a split (COCO results)."""
+
+from weaksam.config import load_config
+from weaksam.logs import setup_rule_logging
+from weaksam.retrain.stage import detect_stage
+
+setup_rule_logging(snakemake.log[0])
+detect_stage(
+    load_config(snakemake.config),
+    snakemake.input.manifest,
+    snakemake.input.model,
+    snakemake.wildcards.split,
+    snakemake.output[0],
+    threads=snakemake.threads,
+)
