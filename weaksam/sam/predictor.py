@@ -143,6 +143,22 @@ class PromptableSegmenter:
         return Decoded(low_res.float(), iou.float())
 
     @torch.no_grad()
+    def full_masks(self, low_res: torch.Tensor) -> torch.Tensor:
+        """(K, 256, 256) logits -> (K, H, W) bool masks at the original size (logits > 0), by
+        SAM's postprocessing, in chunks of ``mask_chunk``."""
+        h, w = self.original_size
+        nh, nw = self.input_size
+        out = []
+        for start in range(0, low_res.shape[0], self.mask_chunk):
+            chunk = low_res[start : start + self.mask_chunk, None]
+            up = F.interpolate(chunk, (SAM_INPUT, SAM_INPUT), mode="bilinear", align_corners=False)
+            up = F.interpolate(up[..., :nh, :nw], (h, w), mode="bilinear", align_corners=False)
+            out.append(up[:, 0] > 0.0)
+        if not out:
+            return torch.zeros(0, h, w, dtype=torch.bool, device=self.device)
+        return torch.cat(out)
+
+    @torch.no_grad()
     def masks_to_boxes(self, low_res: torch.Tensor, *, stability_offset: float = 1.0) -> MaskBoxes:
         """(K, 256, 256) logits -> boxes, areas and stability scores of the masks at full size.
 

@@ -1,0 +1,1 @@
+"""Weakly supervised instance segmentation: SAM masks from pseudo boxes (METHOD.md 11)."""
