@@ -17,6 +17,7 @@ include: "rules/proposals.smk"
 include: "rules/wsod.smk"
 include: "rules/pgt.smk"
 include: "rules/retrain.smk"
+include: "rules/wsis.smk"
 
 
 rule all:
@@ -29,3 +30,4 @@ rule all:
         wsod_outputs(),
         pgt_outputs(),
         retrain_outputs(),
+        wsis_outputs(),

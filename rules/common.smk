@@ -166,3 +166,26 @@ def retrain_outputs():
         if CFG.dataset.has_ground_truth:
             files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
     return files
+
+
+WSIS_DIGEST = section_digest(
+    {k: getattr(CFG.sam, k) for k in ("backend", "model_type", "checkpoint")},
+    {k: v for k, v in vars(CFG.wsis).items() if k not in ("heads", "roi_drop")},
+)
+
+
+def wsis_outputs():
+    """Pseudo masks, their quality, Mask R-CNN and its mask AP on the test split."""
+    files = []
+    for head in CFG.wsis.heads:
+        files += [
+            f"{RESULTS}/wsis/{head}/masks.json",
+            f"{RESULTS}/maskrcnn/{head}/model.pt",
+            f"{RESULTS}/maskrcnn/{head}/detections_{TEST_SPLIT}.json",
+        ]
+        if CFG.dataset.has_ground_truth:
+            files += [
+                f"{RESULTS}/wsis/{head}/quality.json",
+                f"{RESULTS}/maskrcnn/{head}/metrics_{TEST_SPLIT}.json",
+            ]
+    return files

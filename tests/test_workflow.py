@@ -139,6 +139,14 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
         assert m["num_images"] == 3 and "coco_bbox" in m
     log = (results / "detector" / "mist" / "train_log.tsv").read_text().splitlines()
     assert log[0].split("\t")[3] == "dropped_rois" and len(log) == 3
+    masks = json.loads((results / "wsis" / "mist" / "masks.json").read_text())
+    assert len(masks["annotations"]) == len(pgt["annotations"])
+    assert all("counts" in a["segmentation"] and a["area"] > 0 for a in masks["annotations"])
+    assert (
+        0 <= json.loads((results / "wsis" / "mist" / "quality.json").read_text())["mean_iou"] <= 1
+    )
+    m = json.loads((results / "maskrcnn" / "mist" / "metrics_test.json").read_text())
+    assert {"AP25", "AP50", "AP70", "AP75", "AP"} <= set(m["coco_segm"])
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0

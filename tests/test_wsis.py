@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from weaksam.data.masks import encode_rle
 from weaksam.sam.predictor import Decoded
 from weaksam.wsis.masks import box_mask, largest_component, mask_iou, masks_for_boxes
+from weaksam.wsis.stage import mask_quality
 
 
 def test_largest_component_by_hand() -> None:
@@ -78,3 +80,32 @@ def test_masks_for_boxes_options_and_empty_fill() -> None:
     assert out.masks[2].sum() == 8 * 20
     clipped = masks_for_boxes(StubSegmenter(), boxes[:1], largest=False, clip_to_box=True)  # type: ignore[arg-type]
     assert clipped.masks[0].sum() == 20  # the stray pixel lies outside the box
+
+
+def test_mask_quality_by_hand() -> None:
+    full = np.zeros((4, 4), bool)
+    full[:2, :] = True  # ground truth of class 1: the top half (8 px)
+    left = np.zeros((4, 4), bool)
+    left[:, :2] = True  # 8 px, 4 shared with the top half -> IoU 1/3
+    gt = {
+        "images": [{"id": 1, "width": 4, "height": 4}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 4, 2],
+                "segmentation": encode_rle(full),
+            },
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [0, 0, 2, 4]},  # no mask
+        ],
+    }
+    predicted = [
+        {"image_id": 1, "category_id": 1, "segmentation": encode_rle(left)},  # 1/3
+        {"image_id": 1, "category_id": 1, "segmentation": encode_rle(full)},  # 1
+        {"image_id": 1, "category_id": 2, "segmentation": encode_rle(left)},  # no gt mask: 0
+    ]
+    q = mask_quality(gt, predicted, ["a", "b"])
+    assert q["per_class"]["a"] == {"mean_iou": pytest.approx(2 / 3), "masks": 2}
+    assert q["per_class"]["b"]["mean_iou"] == 0.0
+    assert q["mean_iou"] == pytest.approx((1 / 3 + 1 + 0) / 3) and q["masks"] == 3

@@ -278,6 +278,17 @@ class RetrainConfig:
 
 
 @dataclass(frozen=True)
+class WsisConfig:
+    """SAM masks from pseudo boxes and Mask R-CNN trained on them (METHOD.md section 11). Mask
+    R-CNN takes its backbone and schedule from the ``retrain`` section."""
+
+    heads: tuple[str, ...] = ("mist",)
+    largest_component: bool = False
+    clip_to_box: bool = False
+    roi_drop: bool = False
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
@@ -304,6 +315,7 @@ class WeaksamConfig:
     wsod: WsodConfig = field(default_factory=WsodConfig)
     pgt: PgtConfig = field(default_factory=PgtConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    wsis: WsisConfig = field(default_factory=WsisConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 

@@ -1,0 +1,122 @@
+# Stage J: SAM masks for each head's pseudo boxes (sharded, merged), their quality, Mask R-CNN
+# trained on them, mask AP; and the SAM-alone check with ground-truth boxes as prompts.
+
+
+rule wsis_masks_shard:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        pgt=f"{RESULTS}/pgt/{{head}}/pgt.json",
+        sam=sam_inputs(),
+    output:
+        f"{RESULTS}/wsis/{{head}}/shard-{{shard}}.json",
+    log:
+        f"{RESULTS}/logs/wsis_masks_{{head}}_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/wsis_masks_{{head}}_{{shard}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        digest=WSIS_DIGEST,
+    script:
+        "../workflow/scripts/wsis_masks.py"
+
+
+rule wsis_masks_merge:
+    input:
+        pgt=f"{RESULTS}/pgt/{{head}}/pgt.json",
+        shards=expand(f"{RESULTS}/wsis/{{{{head}}}}/shard-{{shard}}.json", shard=SHARDS),
+    output:
+        f"{RESULTS}/wsis/{{head}}/masks.json",
+    log:
+        f"{RESULTS}/logs/wsis_merge_{{head}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/wsis_merge.py"
+
+
+rule wsis_quality:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        masks=f"{RESULTS}/wsis/{{head}}/masks.json",
+        gt=f"{RESULTS}/gt/{TRAIN_SPLIT}.json",
+    output:
+        f"{RESULTS}/wsis/{{head}}/quality.json",
+    log:
+        f"{RESULTS}/logs/wsis_quality_{{head}}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/wsis_quality.py"
+
+
+rule maskrcnn_train:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        masks=f"{RESULTS}/wsis/{{head}}/masks.json",
+    output:
+        model=f"{RESULTS}/maskrcnn/{{head}}/model.pt",
+        train_log=f"{RESULTS}/maskrcnn/{{head}}/train_log.tsv",
+    log:
+        f"{RESULTS}/logs/maskrcnn_{{head}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/maskrcnn_{{head}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=1440,
+    params:
+        digest=RETRAIN_DIGEST,
+        roi_drop=CFG.wsis.roi_drop,
+    script:
+        "../workflow/scripts/maskrcnn_train.py"
+
+
+use rule retrain_detect as maskrcnn_detect with:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        model=f"{RESULTS}/maskrcnn/{{variant}}/model.pt",
+    output:
+        f"{RESULTS}/maskrcnn/{{variant}}/detections_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/maskrcnn_detect/{{variant}}_{{split}}.log",
+
+
+use rule retrain_metrics as maskrcnn_metrics with:
+    input:
+        gt=f"{RESULTS}/gt/{{split}}.json",
+        detections=f"{RESULTS}/maskrcnn/{{variant}}/detections_{{split}}.json",
+    output:
+        f"{RESULTS}/maskrcnn/{{variant}}/metrics_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/maskrcnn_metrics/{{variant}}_{{split}}.log",
+
+
+rule sam_box_check:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        gt=f"{RESULTS}/gt/{{split}}.json",
+        sam=sam_inputs(),
+    output:
+        f"{RESULTS}/wsis/gt_box_check_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/sam_box_check_{{split}}.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        digest=WSIS_DIGEST,
+    script:
+        "../workflow/scripts/sam_box_check.py"

@@ -1,0 +1,15 @@
+"""Rule `sam_box_check`: SAM alone, ground-truth boxes as prompts, mean IoU with their masks."""
+
+from weaksam.config import load_config
+from weaksam.logs import setup_rule_logging
+from weaksam.wsis.stage import gt_box_check_stage
+
+setup_rule_logging(snakemake.log[0])
+gt_box_check_stage(
+    load_config(snakemake.config),
+    snakemake.input.manifest,
+    snakemake.input.gt,
+    snakemake.wildcards.split,
+    snakemake.output[0],
+    threads=snakemake.threads,
+)

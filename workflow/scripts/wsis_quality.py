@@ -1,0 +1,14 @@
+"""Rule `wsis_quality`: mean IoU of the pseudo masks with the ground-truth masks per class."""
+
+from weaksam.config import load_config
+from weaksam.logs import setup_rule_logging
+from weaksam.wsis.stage import masks_quality_stage
+
+setup_rule_logging(snakemake.log[0])
+masks_quality_stage(
+    load_config(snakemake.config),
+    snakemake.input.manifest,
+    snakemake.input.masks,
+    snakemake.input.gt,
+    snakemake.output[0],
+)
