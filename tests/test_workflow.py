@@ -83,7 +83,7 @@ def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedPr
         "1",
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
 
 
 def write_config(path: Path, data: dict) -> Path:
