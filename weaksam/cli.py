@@ -58,6 +58,17 @@ def _cmd_fetch_assets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from weaksam.inspect import inspect_file
+
+    status = 0
+    for path in args.files:
+        summary = inspect_file(path)
+        print(f"== {path}\n{summary.text()}")
+        status = status or (1 if summary.problems else 0)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weaksam",
@@ -66,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    ins = sub.add_parser(
+        "inspect",
+        help="summarise any weaksam artifact and list what looks wrong in it",
+        description="Summarise weaksam artifacts: the manifest, prompts, CAM and proposal "
+        "stores (HDF5), COCO instances (ground truth, pseudo ground truth, pseudo masks), COCO "
+        "results (detections) and checkpoints. Prints counts, per-class figures, the config "
+        "digest and format version, and any inconsistency found. Exits with 1 when a file has "
+        "problems.",
+    )
+    ins.add_argument(
+        "files", nargs="+", type=Path, help="artifact files, e.g. results/shapes/proposals/test.h5"
+    )
+    ins.set_defaults(func=_cmd_inspect)
 
     ev = sub.add_parser(
         "evaluate",

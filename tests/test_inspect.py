@@ -1,0 +1,129 @@
+"""``weaksam inspect`` on each artifact type, including files with problems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from weaksam.cli import main
+from weaksam.config import load_config
+from weaksam.data.build import build_dataset
+from weaksam.data.shapes import generate_shapes
+from weaksam.h5store import ShardWriter
+from weaksam.inspect import inspect_file
+from weaksam.proposals.generate import SOURCES
+from weaksam.proposals.store import PROPOSAL_STORE_KIND
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("inspect")
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "t",
+                "format": "shapes",
+                "shapes": {"num_trainval": 3, "num_test": 2, "image_size": 64},
+            }
+        }
+    ).dataset
+    generate_shapes(cfg.shapes, root / "src", cfg.splits)
+    build_dataset(cfg, root / "out", source_root=root / "src")
+    return root / "out"
+
+
+def test_manifest_and_ground_truth(built: Path) -> None:
+    s = inspect_file(built / "manifest.parquet")
+    assert s.kind == "manifest" and s.facts["images"] == 5 and not s.problems
+    gt = inspect_file(built / "gt" / "test.json")
+    assert gt.kind == "COCO instances" and gt.facts["images"] == 2 and not gt.problems
+
+
+def test_coco_problems_are_listed(tmp_path: Path) -> None:
+    bad = {
+        "images": [{"id": 1, "width": 10, "height": 10}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 2]},  # outside
+            {"id": 2, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]},  # unknown image
+            {"id": 3, "image_id": 1, "category_id": 4, "bbox": [0, 0, 1, 1]},  # unknown class
+        ],
+    }
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    problems = " | ".join(inspect_file(path).problems)
+    assert (
+        "outside" in problems and "unknown images" in problems and "unknown categories" in problems
+    )
+    assert main(["inspect", str(path)]) == 1
+
+
+def test_detections_prompts_store_and_checkpoint(tmp_path: Path) -> None:
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 0, 3]}]))
+    s = inspect_file(dets)
+    assert s.kind.startswith("COCO results") and len(s.problems) == 2  # no score, zero width
+    prompts = tmp_path / "prompts.parquet"
+    pd.DataFrame(
+        {
+            "image_id": ["a", "a"],
+            "x": [1.0, 2.0],
+            "y": [1.0, 2.0],
+            "class_id": [0, -1],
+            "score": [0.9, np.nan],
+            "source": ["peak", "grid"],
+        }
+    ).to_parquet(prompts)
+    p = inspect_file(prompts)
+    assert p.kind == "prompts" and p.facts["by_source"] == {"peak": 1, "grid": 1}
+    store = tmp_path / "p.h5"
+    with ShardWriter(
+        store, kind=PROPOSAL_STORE_KIND, config_digest="abc", attrs={"sources": SOURCES}
+    ) as w:
+        w.write(
+            "a",
+            {
+                "boxes": np.array([[0, 0, 5, 5], [3, 3, 3, 9]], np.float32),
+                "scores": np.ones(2, np.float32),
+                "source": np.array([0, 1], np.uint8),
+            },
+        )
+        w.write(
+            "b",
+            {
+                "boxes": np.zeros((0, 4), np.float32),
+                "scores": np.zeros(0, np.float32),
+                "source": np.zeros(0, np.uint8),
+            },
+        )
+    h = inspect_file(store)
+    assert h.kind == "proposals" and h.facts["config_digest"] == "abc" and h.facts["boxes"] == 2
+    assert h.facts["by source"] == {"grid": 1, "peak": 1}
+    assert any("without proposals" in x for x in h.problems) and any(
+        "zero" in x for x in h.problems
+    )
+    ckpt = tmp_path / "m.pt"
+    torch.save(
+        {
+            "kind": "wsod",
+            "format_version": 1,
+            "head": "mist",
+            "model": {"w": torch.tensor([1.0, float("nan")])},
+            "classes": ["a"],
+        },
+        ckpt,
+    )
+    c = inspect_file(ckpt)
+    assert c.kind == "checkpoint (wsod)" and c.facts["parameters"] == 2 and c.problems
+
+
+def test_unknown_file_is_an_error(tmp_path: Path) -> None:
+    other = tmp_path / "x.txt"
+    other.write_text("hello")
+    with pytest.raises(ValueError, match="not a weaksam artifact"):
+        inspect_file(other)
