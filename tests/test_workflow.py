@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from weaksam.cli import main as cli_main
 from weaksam.data.manifest import read_manifest
+from weaksam.inspect import inspect_file
 from weaksam.proposals.store import ProposalReader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +149,53 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     )
     m = json.loads((results / "maskrcnn" / "mist" / "metrics_test.json").read_text())
     assert {"AP25", "AP50", "AP70", "AP75", "AP"} <= set(m["coco_segm"])
+    # `weaksam show` draws every stage of a training image; `weaksam inspect` reads every artifact
+    image = str(manifest.split("trainval")["image_id"][0])
+    for stage in ("cam", "prompts", "proposals", "pgt", "masks", "detections"):
+        png = tmp_path / f"{stage}.png"
+        assert (
+            cli_main(
+                [
+                    "show",
+                    "--results",
+                    str(results),
+                    "--image",
+                    image,
+                    "--stage",
+                    stage,
+                    "-o",
+                    str(png),
+                ]
+            )
+            == 0
+        )
+        assert png.stat().st_size > 5000
+    for detector in ("detector", "maskrcnn"):
+        png = tmp_path / f"{detector}.png"
+        args = [
+            "show",
+            "--results",
+            str(results),
+            "--image",
+            str(manifest.split("test")["image_id"][0]),
+        ]
+        assert (
+            cli_main([*args, "--stage", "detections", "--detector", detector, "-o", str(png)]) == 0
+        )
+    for artifact in (
+        "manifest.parquet",
+        "prompts/test.parquet",
+        "cam/test.h5",
+        "proposals/test.h5",
+        "gt/test.json",
+        "wsod/mist/model.pt",
+        "wsod/mist/detections_test.json",
+        "pgt/mist/pgt.json",
+        "wsis/mist/masks.json",
+        "detector/mist/model.pt",
+        "maskrcnn/mist/model.pt",
+    ):
+        assert inspect_file(results / artifact).kind
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0

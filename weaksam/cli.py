@@ -69,6 +69,22 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from weaksam.viz.show import show
+
+    caption = show(
+        args.results,
+        args.image,
+        args.stage,
+        args.out,
+        head=args.head,
+        detector=args.detector,
+        top=args.top,
+    )
+    print(f"wrote {args.out}: {caption}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weaksam",
@@ -91,6 +107,35 @@ def build_parser() -> argparse.ArgumentParser:
         "files", nargs="+", type=Path, help="artifact files, e.g. results/shapes/proposals/test.h5"
     )
     ins.set_defaults(func=_cmd_inspect)
+
+    sh = sub.add_parser(
+        "show",
+        help="draw one image at one stage of the pipeline",
+        description="Draw one image of a results folder at one stage: its CAM, its point "
+        "prompts, its top proposals, its pseudo ground truth, its SAM masks or a model's "
+        "detections, with the ground truth dashed where it exists.",
+    )
+    sh.add_argument(
+        "--results", type=Path, required=True, help="results folder, e.g. results/shapes"
+    )
+    sh.add_argument("--image", required=True, help="image id (the manifest's image_id)")
+    sh.add_argument(
+        "--stage",
+        required=True,
+        choices=["cam", "prompts", "proposals", "pgt", "masks", "detections"],
+    )
+    sh.add_argument(
+        "--head", default="mist", help="WSOD head whose PGT / masks / detections to draw"
+    )
+    sh.add_argument(
+        "--detector",
+        default="wsod",
+        choices=["wsod", "detector", "maskrcnn"],
+        help="for --stage detections: which model",
+    )
+    sh.add_argument("--top", type=int, default=20, help="at most this many boxes")
+    sh.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
+    sh.set_defaults(func=_cmd_show)
 
     ev = sub.add_parser(
         "evaluate",

@@ -61,9 +61,6 @@ def cam_overlay_figure(
             ax.axis("off")
         for ax in axes.flat[len(frame) :]:
             ax.axis("off")
-    source = (
-        "image labels" if split == manifest.frame["split"].iloc[0] else "classifier predictions"
-    )
     fig.suptitle(
         f"{manifest.dataset} / {split}: CAMs (max over kept classes) and peak points; classes from {source}",
         fontsize=11,
