@@ -39,8 +39,8 @@ class Summary:
 def _parquet(path: Path) -> Summary:
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
-    if b"weaksam" in meta:
+    columns = set(pq.read_schema(path).names)
+    if {"image_id", "coco_id", "path", "split", "labels"} <= columns:
         from weaksam.data.manifest import read_manifest
 
         m = read_manifest(path)
