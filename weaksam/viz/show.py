@@ -112,8 +112,10 @@ def show(
         for src, marker in (("grid", "+"), ("peak", "o")):
             q = p[p["source"] == src]
             colours = [COLOURS(int(c) % 10) if c >= 0 else "white" for c in q["class_id"]]
-            edges = {"edgecolors": "black", "linewidths": 0.5} if marker == "o" else {}
-            ax.scatter(q["x"], q["y"], c=colours, marker=marker, s=50, **edges)
+            edge = "black" if marker == "o" else None  # '+' is an unfilled marker: no edge
+            ax.scatter(
+                q["x"], q["y"], c=colours, marker=marker, s=50, edgecolors=edge, linewidths=0.5
+            )
         caption = f"prompts: {int((p['source'] == 'peak').sum())} peaks (o, class colour), {int((p['source'] == 'grid').sum())} grid points (+)"
     elif stage == "proposals":
         with ProposalReader(results / "proposals" / f"{split}.h5") as reader:
