@@ -7,10 +7,14 @@ several processes, and a run resumed from a checkpoint, see the same images and 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from weaksam.io import atomic_path
 
 
 class Distributed:
@@ -70,3 +74,45 @@ def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
 
 def image_seed(seed: int, step: int, pos: int) -> int:
     return ((seed * 1_000_003 + step) * 1024 + pos) % (2**63)
+
+
+def step_lr_factor(
+    step: int,
+    *,
+    warmup_iterations: int,
+    warmup_factor: float,
+    lr_steps: tuple[int, ...],
+    gamma: float,
+) -> float:
+    """Linear warm-up from ``warmup_factor`` to 1 over ``warmup_iterations``, times ``gamma`` for
+    every step in ``lr_steps`` already passed (the detectron2 / wetectron schedule)."""
+    factor: float = gamma ** sum(step >= s for s in lr_steps)
+    if step < warmup_iterations:
+        alpha = step / warmup_iterations
+        factor *= warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary name beside ``path``, renamed at the end."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(
+    path: str | Path,
+    *,
+    kind: str,
+    version: int,
+    what: str,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load a weaksam checkpoint safely (``weights_only``) and check its ``kind`` and version;
+    ``what`` names it in the errors."""
+    try:
+        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt, truncated or foreign file
+        raise ValueError(f"{path}: cannot load {what} checkpoint ({exc})") from exc
+    if state.get("kind") != kind or state.get("format_version") != version:
+        raise ValueError(f"{path}: not a weaksam {what} checkpoint (version {version})")
+    return state

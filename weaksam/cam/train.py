@@ -24,10 +24,10 @@ from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
-from weaksam.io import atomic_path
 from weaksam.logs import progress
 from weaksam.models.backbones import build_backbone, freeze_batchnorm
 from weaksam.models.classifier import CamClassifier
+from weaksam.training import load_state, save_state
 
 logger = logging.getLogger(__name__)
 
@@ -151,21 +151,18 @@ def save_checkpoint(
     }
     if opt is not None:
         state["optimizer"] = opt.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_state(path, state)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a classifier checkpoint safely (``weights_only``) and check its kind and version."""
-    try:
-        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt, truncated or foreign file
-        raise ValueError(f"{path}: cannot load classifier checkpoint ({exc})") from exc
-    if state.get("kind") != "cam_classifier" or state.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path}: not a weaksam CAM classifier checkpoint (version {CHECKPOINT_VERSION})"
-        )
-    return state
+    return load_state(
+        path,
+        kind="cam_classifier",
+        version=CHECKPOINT_VERSION,
+        what="CAM classifier",
+        map_location=map_location,
+    )
 
 
 def train_classifier(

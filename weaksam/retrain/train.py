@@ -30,10 +30,16 @@ from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, RetrainConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.masks import segmentation_to_mask
-from weaksam.io import atomic_path
 from weaksam.logs import progress
 from weaksam.retrain.detector import DropRoIHeads, RoiDropParams, build_detector
-from weaksam.training import Distributed, batch_indices, image_seed
+from weaksam.training import (
+    Distributed,
+    batch_indices,
+    image_seed,
+    load_state,
+    save_state,
+    step_lr_factor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +106,13 @@ def sample(item: TrainImage, *, flip: bool) -> tuple[torch.Tensor, dict[str, tor
 
 
 def lr_factor(step: int, cfg: RetrainConfig) -> float:
-    factor = cfg.gamma ** sum(step >= s for s in cfg.lr_steps)
-    if step < cfg.warmup_iterations:
-        alpha = step / cfg.warmup_iterations
-        factor *= cfg.warmup_factor * (1 - alpha) + alpha
-    return factor
+    return step_lr_factor(
+        step,
+        warmup_iterations=cfg.warmup_iterations,
+        warmup_factor=cfg.warmup_factor,
+        lr_steps=cfg.lr_steps,
+        gamma=cfg.gamma,
+    )
 
 
 def build_from_config(
@@ -151,20 +159,17 @@ def save_checkpoint(
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_state(path, state)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    try:
-        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt, truncated or foreign file
-        raise ValueError(f"{path}: cannot load detector checkpoint ({exc})") from exc
-    if state.get("kind") != CHECKPOINT_KIND or state.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path}: not a weaksam detector checkpoint (version {CHECKPOINT_VERSION})"
-        )
-    return state
+    return load_state(
+        path,
+        kind=CHECKPOINT_KIND,
+        version=CHECKPOINT_VERSION,
+        what="detector",
+        map_location=map_location,
+    )
 
 
 def train_detector(

@@ -31,10 +31,16 @@ from torch import nn
 
 from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
-from weaksam.io import atomic_path
 from weaksam.logs import progress
 from weaksam.models.backbones import build_backbone, freeze_batchnorm
-from weaksam.training import Distributed, batch_indices, image_seed
+from weaksam.training import (
+    Distributed,
+    batch_indices,
+    image_seed,
+    load_state,
+    save_state,
+    step_lr_factor,
+)
 from weaksam.wsod.data import ProposalSource, training_image
 from weaksam.wsod.losses import image_loss
 from weaksam.wsod.model import ConcreteDropBlock, Head, WsodNet
@@ -81,13 +87,13 @@ def build_wsod_net(
 
 
 def lr_factor(step: int, cfg: WsodConfig) -> float:
-    """Warm-up from ``warmup_factor`` to 1 over ``warmup_iterations`` (linear), times ``gamma``
-    for every step in ``lr_steps`` already passed."""
-    factor = cfg.gamma ** sum(step >= s for s in cfg.lr_steps)
-    if step < cfg.warmup_iterations:
-        alpha = step / cfg.warmup_iterations
-        factor *= cfg.warmup_factor * (1 - alpha) + alpha
-    return factor
+    return step_lr_factor(
+        step,
+        warmup_iterations=cfg.warmup_iterations,
+        warmup_factor=cfg.warmup_factor,
+        lr_steps=cfg.lr_steps,
+        gamma=cfg.gamma,
+    )
 
 
 def param_groups(
@@ -137,19 +143,18 @@ def save_checkpoint(
     }
     for name, opt in (optimizers or {}).items():
         state[f"optimizer_{name}"] = opt.state_dict()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_state(path, state)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a WSOD checkpoint (``weights_only``) and check its kind and version."""
-    try:
-        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt, truncated or foreign file
-        raise ValueError(f"{path}: cannot load WSOD checkpoint ({exc})") from exc
-    if state.get("kind") != CHECKPOINT_KIND or state.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: not a weaksam WSOD checkpoint (version {CHECKPOINT_VERSION})")
-    return state
+    return load_state(
+        path,
+        kind=CHECKPOINT_KIND,
+        version=CHECKPOINT_VERSION,
+        what="WSOD",
+        map_location=map_location,
+    )
 
 
 @dataclass(frozen=True)
