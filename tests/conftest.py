@@ -14,6 +14,20 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def build_tiny_shapes(root: Path, *, num_trainval: int, num_test: int = 2) -> Path:
+    """Generate a small 64 px shapes dataset under ``root / "src"`` and build it into
+    ``root / "out"`` (manifest, ground truth); returns ``root / "out"``."""
+    from weaksam.config import load_config
+    from weaksam.data.build import build_dataset
+    from weaksam.data.shapes import generate_shapes
+
+    shapes = {"num_trainval": num_trainval, "num_test": num_test, "image_size": 64}
+    cfg = load_config({"dataset": {"name": "t", "format": "shapes", "shapes": shapes}}).dataset
+    generate_shapes(cfg.shapes, root / "src", cfg.splits)
+    build_dataset(cfg, root / "out", source_root=root / "src")
+    return root / "out"
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -10,10 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import build_tiny_shapes
 from weaksam.cli import main
-from weaksam.config import load_config
-from weaksam.data.build import build_dataset
-from weaksam.data.shapes import generate_shapes
 from weaksam.h5store import ShardWriter
 from weaksam.inspect import inspect_file
 from weaksam.proposals.generate import SOURCES
@@ -23,17 +21,7 @@ from weaksam.proposals.store import PROPOSAL_STORE_KIND
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("inspect")
-    cfg = load_config(
-        {
-            "dataset": {
-                "name": "t",
-                "format": "shapes",
-                "shapes": {"num_trainval": 3, "num_test": 2, "image_size": 64},
-            }
-        }
-    ).dataset
-    generate_shapes(cfg.shapes, root / "src", cfg.splits)
-    build_dataset(cfg, root / "out", source_root=root / "src")
+    build_tiny_shapes(root, num_trainval=3)
     return root / "out"
 
 

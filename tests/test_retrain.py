@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from weaksam.config import AssetsConfig, RetrainConfig, RoiDropConfig, load_config
-from weaksam.data.build import build_dataset
-from weaksam.data.shapes import generate_shapes
+from tests.conftest import build_tiny_shapes
+from weaksam.config import AssetsConfig, RetrainConfig, RoiDropConfig
 from weaksam.retrain.infer import coco_results, detect
 from weaksam.retrain.stage import load_detector
 from weaksam.retrain.train import (
@@ -53,17 +52,7 @@ def small_cfg(**kw: object) -> RetrainConfig:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("retrain")
-    cfg = load_config(
-        {
-            "dataset": {
-                "name": "t",
-                "format": "shapes",
-                "shapes": {"num_trainval": 4, "num_test": 2, "image_size": 64},
-            }
-        }
-    ).dataset
-    generate_shapes(cfg.shapes, root / "src", cfg.splits)
-    build_dataset(cfg, root / "out", source_root=root / "src")
+    build_tiny_shapes(root, num_trainval=4)
     return root
 
 

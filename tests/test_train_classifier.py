@@ -9,11 +9,10 @@ import pytest
 import torch
 
 import weaksam.cam.train as train_mod
+from tests.conftest import build_tiny_shapes
 from weaksam.cam.train import augment, lr_factor, multi_hot, train_classifier
-from weaksam.config import AssetsConfig, CamConfig, load_config
-from weaksam.data.build import build_dataset
+from weaksam.config import AssetsConfig, CamConfig
 from weaksam.data.manifest import read_manifest
-from weaksam.data.shapes import generate_shapes
 
 
 def test_lr_factor_hand_worked() -> None:
@@ -39,17 +38,7 @@ def test_augment_shape_and_seed() -> None:
 @pytest.fixture(scope="module")
 def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
-    cfg = load_config(
-        {
-            "dataset": {
-                "name": "t",
-                "format": "shapes",
-                "shapes": {"num_trainval": 6, "num_test": 2, "image_size": 64},
-            }
-        }
-    ).dataset
-    generate_shapes(cfg.shapes, root / "src", cfg.splits)
-    build_dataset(cfg, root / "out", source_root=root / "src")
+    build_tiny_shapes(root, num_trainval=6)
     return root / "out" / "manifest.parquet"
 
 

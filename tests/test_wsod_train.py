@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from weaksam.config import AssetsConfig, WsodConfig, load_config
-from weaksam.data.build import build_dataset
+from tests.conftest import build_tiny_shapes
+from weaksam.config import AssetsConfig, WsodConfig
 from weaksam.data.manifest import read_manifest
-from weaksam.data.shapes import generate_shapes
 from weaksam.h5store import ShardWriter, StoreError
 from weaksam.models.backbones import vgg16_oicr
 from weaksam.proposals.generate import SOURCES
@@ -76,17 +75,7 @@ def write_store(path: Path, manifest_path: Path, split: str, *, empty: str | Non
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wsod")
-    cfg = load_config(
-        {
-            "dataset": {
-                "name": "t",
-                "format": "shapes",
-                "shapes": {"num_trainval": 6, "num_test": 2, "image_size": 64},
-            }
-        }
-    ).dataset
-    generate_shapes(cfg.shapes, root / "src", cfg.splits)
-    build_dataset(cfg, root / "out", source_root=root / "src")
+    build_tiny_shapes(root, num_trainval=6)
     manifest = root / "out" / "manifest.parquet"
     write_store(root / "trainval.h5", manifest, "trainval")
     write_store(root / "test.h5", manifest, "test")
