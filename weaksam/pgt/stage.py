@@ -142,9 +142,15 @@ def pgt_stage(
     gt = load_ground_truth(gt_path)
     quality: dict[str, Any] = {"mode": params.mode, "t_keep": params.t_keep, "ground_truth": True}
     quality["pgt"] = pgt_quality(gt, pgt, iou=cfg.evaluation.iou)
-    for mode in ("adaptive", "top1"):  # both, for the ablation
+    for mode in ("adaptive", "top1"):  # both, for the ablation; the configured one is built
         other = PgtParams(mode, params.t_keep, params.t_con, params.subtract_min)
-        quality[mode] = pgt_quality(gt, build_pgt(manifest_path, detections, split, other))
+        quality[mode] = (
+            quality["pgt"]
+            if other == params
+            else pgt_quality(
+                gt, build_pgt(manifest_path, detections, split, other), iou=cfg.evaluation.iou
+            )
+        )
     write_json(quality_out, quality, indent=2)
     logger.info(
         "PGT precision %.3f recall %.3f", quality["pgt"]["precision"], quality["pgt"]["recall"]
