@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torchvision.models.detection import FasterRCNN
 from torchvision.ops import batched_nms
 
 from weaksam.config import RetrainConfig
+from weaksam.data.masks import encode_rle
 
 
 def configure_inference(model: FasterRCNN, cfg: RetrainConfig) -> None:
@@ -75,9 +74,6 @@ def coco_results(dets: dict[str, torch.Tensor], coco_image_id: int) -> list[dict
             "score": float(s),
         }
         if masks is not None:
-            m = np.asfortranarray((masks[k, 0] > 0.5).numpy().astype(np.uint8))
-            rle = mask_utils.encode(m)
-            rle["counts"] = rle["counts"].decode("ascii")
-            entry["segmentation"] = rle
+            entry["segmentation"] = encode_rle((masks[k, 0] > 0.5).numpy())
         out.append(entry)
     return out

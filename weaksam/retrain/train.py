@@ -30,6 +30,7 @@ from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, RetrainConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.masks import segmentation_to_mask
+from weaksam.evaluation.cocofiles import xywh_to_xyxy
 from weaksam.logs import progress
 from weaksam.retrain.detector import DropRoIHeads, RoiDropParams, build_detector
 from weaksam.training import (
@@ -66,8 +67,7 @@ def read_targets(instances: dict[str, Any], *, masks: bool) -> list[TrainImage]:
     out = []
     for img in instances["images"]:
         anns = by_image.get(int(img["id"]), [])
-        xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
-        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns])).astype(np.float32)
         if masks and any("segmentation" not in a for a in anns):
             raise ValueError(f"image {img['id']}: an annotation has no segmentation")
         out.append(

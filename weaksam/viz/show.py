@@ -19,6 +19,7 @@ from weaksam.cam.extract import CAM_STORE_KIND
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest, read_manifest
 from weaksam.data.masks import segmentation_to_mask
+from weaksam.evaluation.cocofiles import xywh_to_xyxy
 from weaksam.h5store import StoreReader
 from weaksam.io import atomic_path
 from weaksam.proposals.store import ProposalReader
@@ -62,8 +63,7 @@ def _boxes(
 
 
 def _coco_boxes(anns: list[dict[str, Any]]) -> np.ndarray:
-    xywh = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    return xywh_to_xyxy(np.array([a["bbox"] for a in anns], dtype=np.float64))
 
 
 def _ground_truth(results: Path, split: str, coco_id: int) -> list[dict[str, Any]]:
