@@ -4,7 +4,7 @@ import sys
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
 
 from weaksam.assets import cache_dir
-from weaksam.config import load_config, section_digest
+from weaksam.config import DetectorSizesConfig, load_config, section_digest
 
 CFG = load_config(config)
 DATASET = CFG.dataset.name
@@ -146,7 +146,13 @@ def pgt_outputs():
 
 RETRAIN_DIGEST = section_digest(
     CFG.dataset,
-    {k: v for k, v in vars(CFG.retrain).items() if k != "heads"},
+    # retrain.sizes counts only when set: results of configs that leave it at torchvision's
+    # defaults keep the digest they had before the section existed
+    {
+        k: v
+        for k, v in vars(CFG.retrain).items()
+        if k != "heads" and not (k == "sizes" and v == DetectorSizesConfig())
+    },
     CFG.assets.resnet50,
     CFG.compute.seed,
 )

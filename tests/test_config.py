@@ -37,7 +37,7 @@ def test_overlays_validate_on_top_of_the_embedded_config() -> None:
     assert overlays
     for path in overlays:
         cfg = load_config(_merge(base, yaml.safe_load(path.read_text())))
-        assert cfg.dataset.name == "shapes"
+        assert cfg.dataset.name == "demo"
 
 
 def test_defaults_are_filled_and_frozen() -> None:

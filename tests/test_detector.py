@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from weaksam.config import DetectorSizesConfig
 from weaksam.retrain.detector import DropRoIHeads, RoiDropParams, build_detector
 
 
@@ -74,3 +75,40 @@ def test_mask_rcnn_variant_has_mask_loss() -> None:
             masks[k, b[1] : b[3], b[0] : b[2]] = 1
         t["masks"] = masks
     assert "loss_mask" in model(images, targets)
+
+
+def test_head_sizes_reach_the_torchvision_modules() -> None:
+    sizes = DetectorSizesConfig(
+        rpn_post_nms_train=300,
+        rpn_post_nms_test=200,
+        rois_per_image=64,
+        box_head_dim=32,
+        mask_head_channels=16,
+        mask_head_layers=2,
+    )
+    model = build_detector(
+        "efficientnet_lite0", 3, masks=True, drop=RoiDropParams(), pretrained=False, sizes=sizes
+    )
+    assert model.rpn._post_nms_top_n == {"training": 300, "testing": 200}
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == 64
+    assert model.roi_heads.box_predictor.cls_score.in_features == 32
+    assert model.roi_heads.box_predictor.cls_score.out_features == 4  # 3 classes + background
+    convs = [m for m in model.roi_heads.mask_head.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 16]
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4
+
+
+def test_default_sizes_keep_torchvision_r50_fpn_layout() -> None:
+    """The explicit heads equal torchvision's defaults, so R50-FPN state dicts keep their keys
+    and shapes."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    ours = build_detector("r50_fpn", 5, masks=True, drop=RoiDropParams(), pretrained=False)
+    ref = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=6)
+
+    def shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
+        # torchvision's unpretrained reference has plain BatchNorm (num_batches_tracked); ours
+        # is frozen BatchNorm, as with pretrained weights
+        return {k: v.shape for k, v in model.state_dict().items() if "num_batches" not in k}
+
+    assert shapes(ours) == shapes(ref)

@@ -246,6 +246,19 @@ class RoiDropConfig:
 
 
 @dataclass(frozen=True)
+class DetectorSizesConfig:
+    """How much work the RPN and the RoI heads do per image. The defaults are torchvision's (and
+    the paper's); the embedded CPU config shrinks them, which changes speed, not the method."""
+
+    rpn_post_nms_train: int = 2000
+    rpn_post_nms_test: int = 1000
+    rois_per_image: int = 512
+    box_head_dim: int = 1024
+    mask_head_channels: int = 256
+    mask_head_layers: int = 4
+
+
+@dataclass(frozen=True)
 class RetrainConfig:
     """Faster R-CNN retrained on the pseudo ground truth (METHOD.md section 10.1, VOC07)."""
 
@@ -275,6 +288,7 @@ class RetrainConfig:
     checkpoint_every: int = 500
     compare_without_roi_drop: bool = False
     roi_drop: RoiDropConfig = field(default_factory=RoiDropConfig)
+    sizes: DetectorSizesConfig = field(default_factory=DetectorSizesConfig)
 
 
 @dataclass(frozen=True)

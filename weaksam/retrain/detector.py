@@ -23,9 +23,12 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
+from weaksam.config import DetectorSizesConfig
 from weaksam.models.backbones import (
     efficientnet_lite0,
     freeze_batchnorm,
@@ -146,38 +149,64 @@ def build_detector(
     pretrained: bool = True,
     min_size: int | tuple[int, ...] = 800,
     max_size: int = 1333,
+    sizes: DetectorSizesConfig | None = None,
 ) -> FasterRCNN:
     """Faster R-CNN (``masks=False``) or Mask R-CNN with ``num_classes`` foreground classes and
-    RoI drop in the box head. Images go in as float RGB in 0..1 (torchvision's convention)."""
-    common: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
+    RoI drop in the box head. Images go in as float RGB in 0..1 (torchvision's convention).
+    ``sizes`` defaults to torchvision's RPN and head sizes."""
+    sizes = sizes or DetectorSizesConfig()
+    common: dict[str, Any] = {
+        "min_size": min_size,
+        "max_size": max_size,
+        "rpn_pre_nms_top_n_train": max(2000, sizes.rpn_post_nms_train),
+        "rpn_post_nms_top_n_train": sizes.rpn_post_nms_train,
+        "rpn_pre_nms_top_n_test": max(1000, sizes.rpn_post_nms_test),
+        "rpn_post_nms_top_n_test": sizes.rpn_post_nms_test,
+        "box_batch_size_per_image": sizes.rois_per_image,
+    }
     if backbone == "r50_fpn":
         body = resnet_fpn_backbone(backbone_name="resnet50", weights=None, trainable_layers=3)
         if pretrained:
             if weights is None:
                 raise ValueError("r50_fpn: set assets.resnet50 to a torchvision ResNet-50 file")
             load_torchvision_weights(body.body, weights, what="ResNet-50 weights", prefix="layer")
-        model_cls = MaskRCNN if masks else FasterRCNN
-        model: FasterRCNN = model_cls(body, num_classes=num_classes + 1, **common)
+        feature_net: nn.Module = body
+        box_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+        mask_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=14, sampling_ratio=2)
+        # torchvision's FPN defaults: 5 levels with one anchor size each
+        anchors = AnchorGenerator(
+            sizes=((32,), (64,), (128,), (256,), (512,)),
+            aspect_ratios=((0.5, 1.0, 2.0),) * 5,
+        )
+        extra: dict[str, Any] = {}
     elif backbone == "efficientnet_lite0":
-        single = _SingleLevel(weights, pretrained, 256)
+        feature_net = _SingleLevel(weights, pretrained, 256)
         anchors = AnchorGenerator(sizes=((32, 64, 128, 256),), aspect_ratios=((0.5, 1.0, 2.0),))
         box_pool = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2)
-        kwargs: dict[str, Any] = {
-            "rpn_anchor_generator": anchors,
-            "box_roi_pool": box_pool,
-            # the backbone normalises 0..255 input itself: make torchvision's transform an identity
-            # on 0..1 input scaled back to 0..255
-            "image_mean": [0.0, 0.0, 0.0],
-            "image_std": [1 / 255.0] * 3,
-        }
-        if masks:
-            kwargs["mask_roi_pool"] = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2)
-            model = MaskRCNN(single, num_classes=num_classes + 1, **kwargs, **common)
-        else:
-            model = FasterRCNN(single, num_classes=num_classes + 1, **kwargs, **common)
+        mask_pool = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2)
+        # the backbone normalises 0..255 input itself: make torchvision's transform an identity
+        # on 0..1 input scaled back to 0..255
+        extra = {"image_mean": [0.0, 0.0, 0.0], "image_std": [1 / 255.0] * 3}
     else:
         raise ValueError(
             f"unknown detector backbone {backbone!r}; use r50_fpn or efficientnet_lite0"
         )
+    channels = int(feature_net.out_channels)  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {
+        **common,
+        **extra,
+        "rpn_anchor_generator": anchors,
+        "box_roi_pool": box_pool,
+        "box_head": TwoMLPHead(channels * 7 * 7, sizes.box_head_dim),
+        "box_predictor": FastRCNNPredictor(sizes.box_head_dim, num_classes + 1),
+    }
+    if masks:
+        width = sizes.mask_head_channels
+        kwargs["mask_roi_pool"] = mask_pool
+        kwargs["mask_head"] = MaskRCNNHeads(channels, [width] * sizes.mask_head_layers, 1)
+        kwargs["mask_predictor"] = MaskRCNNPredictor(width, width, num_classes + 1)
+        model: FasterRCNN = MaskRCNN(feature_net, num_classes=None, **kwargs)
+    else:
+        model = FasterRCNN(feature_net, num_classes=None, **kwargs)
     model.roi_heads = DropRoIHeads.replacing(model.roi_heads, drop)
     return model

@@ -135,6 +135,7 @@ def build_from_config(
         pretrained=pretrained,
         min_size=tuple(cfg.train_sizes),
         max_size=cfg.max_size,
+        sizes=cfg.sizes,
     )
 
 
