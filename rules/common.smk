@@ -39,6 +39,8 @@ def dataset_source():
 
 
 SHARDS = list(range(CFG.compute.shards))
+# GPUs per training job: one torchrun process each (weaksam.launch)
+TRAIN_GPUS = CFG.compute.train_gpus
 CACHE = str(cache_dir(CFG.assets.cache_dir))
 CAM_DIGEST = section_digest(CFG.dataset, CFG.cam, CFG.compute.seed)
 

@@ -15,9 +15,9 @@ rule retrain_train:
         f"{RESULTS}/benchmarks/retrain_{{head}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 2 * TRAIN_GPUS
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=32000,
         runtime=1440,
     params:

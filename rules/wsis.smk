@@ -68,9 +68,9 @@ rule maskrcnn_train:
         f"{RESULTS}/benchmarks/maskrcnn_{{head}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 2 * TRAIN_GPUS
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=32000,
         runtime=1440,
     params:

@@ -16,9 +16,9 @@ rule wsod_train:
         f"{RESULTS}/benchmarks/wsod_train_{{head}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 2 * TRAIN_GPUS
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=32000,
         runtime=1440,
     params:

@@ -3,12 +3,13 @@ the VGG16-OICR backbone, detections, and images without proposals."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from tests.conftest import build_tiny_shapes
 from weaksam.config import AssetsConfig, WsodConfig
 from weaksam.data.manifest import read_manifest
 from weaksam.h5store import ShardWriter, StoreError
+from weaksam.launch import run_stage
 from weaksam.models.backbones import vgg16_oicr
 from weaksam.proposals.generate import SOURCES
 from weaksam.proposals.store import PROPOSAL_STORE_KIND
@@ -283,3 +285,57 @@ def test_tta_maps_boxes_back_to_the_original_image(tiny: Path, tmp_path: Path) -
     scores, boxes = tta_scores(model, image, rois, cfg)
     assert scores.shape == (len(rois), 5) and boxes.shape == (len(rois), 5, 4)
     torch.testing.assert_close(boxes, rois[:, None, :].expand(-1, 5, -1), atol=1e-3, rtol=0)
+
+
+def test_run_stage_under_torchrun_matches_one_process(tiny: Path, tmp_path: Path) -> None:
+    """The launcher a training rule uses with compute.train_gpus > 1: two torchrun processes
+    (gloo on CPU) write the same model as one, process 0 writes the rule's log, process 1 its
+    own, and the launch spec is removed afterwards."""
+    wsod = json.loads(json.dumps(asdict(small_cfg(iterations=2, batch_size=4))))
+    raw = {
+        "dataset": {
+            "name": "t",
+            "format": "shapes",
+            "shapes": {"num_trainval": 6, "num_test": 2, "image_size": 64},
+        },
+        "proposals": {"min_side": 0},
+        "wsod": wsod,
+        "compute": {"device": "cpu"},
+    }
+    models = {}
+    for n in (1, 2):
+        work = tmp_path / f"p{n}"
+        work.mkdir()
+        log = work / "train.log"
+        run_stage(
+            "weaksam.wsod.stage:train_stage",
+            raw,
+            [
+                str(tiny / "out" / "manifest.parquet"),
+                str(tiny / "trainval.h5"),
+                "wsddn",
+                str(work / "model.pt"),
+            ],
+            {
+                "digest": "d",
+                "work": str(work / "checkpoint.pt"),
+                "train_log": str(work / "train_log.tsv"),
+                "threads": 1,
+            },
+            processes=n,
+            log=str(log),
+        )
+        assert "wsod wsddn: 100%" in log.read_text()
+        models[n] = _weights(work / "model.pt")
+    assert (tmp_path / "p2" / "train.log.rank1").exists()
+    assert not list((tmp_path / "p2").glob("*.launch.json"))
+    for k in models[1]:
+        torch.testing.assert_close(models[1][k], models[2][k], rtol=1e-4, atol=1e-6)
+
+
+def test_run_stage_rejects_a_bad_target_before_starting_processes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"package\.module:function"):
+        run_stage("weaksam.wsod.stage", {}, [], {}, processes=2, log=str(tmp_path / "x.log"))
+    with pytest.raises(AttributeError):
+        run_stage("weaksam.wsod.stage:nope", {}, [], {}, processes=2, log=str(tmp_path / "x.log"))
+    assert not list(tmp_path.iterdir())

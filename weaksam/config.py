@@ -316,6 +316,7 @@ class ComputeConfig:
     shards: int = 1
     workers: int = 2
     seed: int = 0
+    train_gpus: int = 1
 
 
 @dataclass(frozen=True)

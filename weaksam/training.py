@@ -32,6 +32,14 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def local_device(self, device: torch.device) -> torch.device:
+        """This process's GPU (``LOCAL_RANK``) when several processes share a CUDA node."""
+        if device.type != "cuda" or self.world == 1:
+            return device
+        local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(local)
+        return local
+
     def sum_gradients(self, params: list[nn.Parameter]) -> None:
         """Sum the gradients over the processes. A parameter that got no gradient in any process
         (unused by the forward, e.g. the backbone's classifier) keeps ``grad = None``, so Adam

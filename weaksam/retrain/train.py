@@ -193,6 +193,7 @@ def train_detector(
     compute = compute or ComputeConfig(device="cpu")
     device = select_device(compute)
     ddp = Distributed(device)
+    device = ddp.local_device(device)
     torch.manual_seed(seed)
     model = build_from_config(cfg, assets, len(classes), masks=masks, pretrained=pretrained)
     model.to(device)

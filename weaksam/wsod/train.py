@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,8 +223,7 @@ def train_wsod(
     compute = compute or ComputeConfig(device="cpu")
     device = select_device(compute)
     ddp = Distributed(device)
-    if device.type == "cuda" and ddp.world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device = ddp.local_device(device)
     torch.manual_seed(seed)
     model = build_wsod_net(cfg, assets, len(classes), head, pretrained=pretrained).to(device)
     detector = model.detector_parameters()

@@ -1,17 +1,19 @@
-"""Rule `maskrcnn_train`: Mask R-CNN on the pseudo masks (checkpointed, resumable)."""
+"""Rule `maskrcnn_train`: Mask R-CNN on the pseudo masks (checkpointed, resumable); with
+`compute.train_gpus` > 1, one torchrun process per GPU."""
 
-from weaksam.config import load_config
-from weaksam.logs import setup_rule_logging
-from weaksam.retrain.stage import train_stage
+from weaksam.launch import run_stage
 
-setup_rule_logging(snakemake.log[0])
-train_stage(
-    load_config(snakemake.config),
-    snakemake.input.manifest,
-    snakemake.input.masks,
-    snakemake.output.model,
-    masks=True,
-    train_log=snakemake.output.train_log,
-    threads=snakemake.threads,
-    roi_drop=snakemake.params.roi_drop,
+gpus = int(snakemake.config.get("compute", {}).get("train_gpus", 1))
+run_stage(
+    "weaksam.retrain.stage:train_stage",
+    snakemake.config,
+    [snakemake.input.manifest, snakemake.input.masks, snakemake.output.model],
+    {
+        "masks": True,
+        "train_log": snakemake.output.train_log,
+        "threads": max(1, snakemake.threads // gpus),
+        "roi_drop": snakemake.params.roi_drop,
+    },
+    processes=gpus,
+    log=snakemake.log[0],
 )
