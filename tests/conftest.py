@@ -96,3 +96,13 @@ def make_voc(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return build
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how long the SLURM tier's cluster took to come up (CI's log keeps it)."""
+    from tests.test_slurm import BRING_UP
+
+    if "seconds" in BRING_UP:
+        terminalreporter.write_line(
+            f"SLURM tier: single-node cluster brought up in {BRING_UP['seconds']:.1f} s"
+        )

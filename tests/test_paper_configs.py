@@ -1,0 +1,97 @@
+"""The paper configs (config/voc07.yaml, config/coco14.yaml) validate and dry-run against fake
+VOC and COCO trees (empty images and checkpoint files are enough for a dry run): the job count
+follows compute.shards, never the number of images, and missing weights stop the run first."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from weaksam.config import load_config_file
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+WEIGHTS = ("vgg16-397923af.pth", "resnet50-0676ba61.pth", "sam_vit_h_4b8939.pth")
+
+
+def fake_voc(root: Path, images: int) -> None:
+    voc = root / "data" / "VOCdevkit" / "VOC2007"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True)
+    ids = [f"{i:06d}" for i in range(images)]
+    for i in ids:
+        (voc / "JPEGImages" / f"{i}.jpg").touch()
+        (voc / "Annotations" / f"{i}.xml").write_text("<annotation/>")
+    half = images // 2
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:half]) + "\n")
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[half:]) + "\n")
+
+
+def fake_coco(root: Path, images: int) -> None:
+    coco = root / "data" / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    for split in ("train2014", "val2014"):
+        (coco / split).mkdir()
+        entries = []
+        for i in range(images // 2):
+            name = f"COCO_{split}_{i:012d}.jpg"
+            (coco / split / name).touch()
+            entries.append({"id": i + 1, "file_name": name, "width": 640, "height": 480})
+        instances = {
+            "images": entries,
+            "annotations": [],
+            "categories": [{"id": 1, "name": "person"}],
+        }
+        (coco / "annotations" / f"instances_{split}.json").write_text(json.dumps(instances))
+
+
+def dry_run(workdir: Path, config: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "-s"]
+    cmd += [str(REPO / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--configfile", str(REPO / "config" / config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, re.M)}
+
+
+@pytest.mark.parametrize(
+    ("config", "make_tree", "heads"),
+    [("voc07.yaml", fake_voc, 2), ("coco14.yaml", fake_coco, 1)],
+)
+def test_paper_config_dry_runs_on_a_fake_tree(
+    tmp_path: Path, config: str, make_tree: object, heads: int
+) -> None:
+    cfg = load_config_file(REPO / "config" / config)
+    counts = []
+    for images in (4, 40):
+        work = tmp_path / str(images)
+        make_tree(work, images)  # type: ignore[operator]
+        (work / "resources").mkdir()
+        for name in WEIGHTS:
+            (work / "resources" / name).touch()
+        run = dry_run(work, config)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        counts.append(job_counts(run.stdout))
+    assert counts[0] == counts[1]  # the DAG does not grow with the images
+    jobs = counts[0]
+    shards = cfg.compute.shards
+    assert jobs["proposals_shard"] == 2 * shards and jobs["cam_shard"] == 2 * shards
+    assert jobs["wsod_train"] == len(cfg.wsod.heads) == heads
+    assert jobs["retrain_train"] == len(cfg.retrain.heads)
+    assert jobs["maskrcnn_train"] == len(cfg.wsis.heads)
+    assert jobs["wsis_masks_shard"] == shards * len(cfg.wsis.heads)
+
+
+def test_paper_config_without_weights_fails_naming_the_file(tmp_path: Path) -> None:
+    fake_voc(tmp_path, 4)
+    run = dry_run(tmp_path, "voc07.yaml")
+    assert run.returncode != 0
+    assert "sam_vit_h_4b8939.pth" in run.stdout + run.stderr
