@@ -19,9 +19,14 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-# Run the whole workflow on the embedded default (generated dataset, CPU only).
+# Run the whole workflow on the embedded default (generated dataset, CPU only), then write
+# the Snakemake report next to the results.
+NAME_OF = $(BIN)/python -c 'import sys; from weaksam.config import load_config_file as f; print(f(sys.argv[1]).dataset.name)'
 demo: setup
 	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) --cores $(CORES)
+	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) \
+		--report results/$$($(NAME_OF) $(CONFIG))/report.html
+	@echo "report: results/$$($(NAME_OF) $(CONFIG))/report.html"
 
 lint: setup
 	$(BIN)/ruff check .

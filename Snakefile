@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/assets.smk"
@@ -18,6 +21,7 @@ include: "rules/wsod.smk"
 include: "rules/pgt.smk"
 include: "rules/retrain.smk"
 include: "rules/wsis.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -31,3 +35,4 @@ rule all:
         pgt_outputs(),
         retrain_outputs(),
         wsis_outputs(),
+        rules.report_figures.output,

@@ -200,6 +200,22 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     ):
         assert inspect_file(results / artifact).kind
 
+    # the Snakemake report, with every table, curve and gallery
+    html = results / "report.html"
+    report = snakemake(tmp_path, cfg, "--report", str(html))
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = html.read_text()
+    figures = ["metrics.html", "recall.png", "losses.png"]
+    figures += [f"gallery_{s}.png" for s in ("cam", "prompts", "proposals", "pgt", "masks")]
+    figures += ["gallery_detections.png", "gallery_instances.png"]
+    for name in figures:
+        assert (results / "report" / name).stat().st_size > 1000, name
+        assert name in text, name
+    tables = (results / "report" / "metrics.html").read_text()
+    for title in ("WSOD", "Pseudo ground truth", "Retrained Faster R-CNN", "Mask R-CNN"):
+        assert f"<h3>{title}</h3>" in tables
+    assert tables.count("<table") == 7
+
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -227,6 +243,7 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
         "maskrcnn_train": "1",
         "maskrcnn_detect": "1",
         "maskrcnn_metrics": "1",
+        "report_figures": "1",
         "all": "1",
     }
     assert jobs == downstream, dry.stdout

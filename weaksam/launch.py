@@ -41,14 +41,17 @@ def run_stage(
     *,
     processes: int,
     log: str,
+    rule: str | None = None,
+    outputs: Sequence[str] = (),
 ) -> None:
     """Call ``target(load_config(config), *args, **kwargs)`` here when ``processes`` is 1, else
     in ``processes`` processes under torchrun (gloo on CPU, NCCL on CUDA). ``args`` and
-    ``kwargs`` must be JSON values."""
+    ``kwargs`` must be JSON values. ``rule`` and ``outputs`` give the rule's closing summary
+    line (``weaksam.logs.setup_rule_logging``)."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     if processes == 1:
-        setup_rule_logging(log)
+        setup_rule_logging(log, rule=rule, outputs=outputs)
         _resolve(target)(load_config(config), *args, **kwargs)
         return
     _resolve(target)  # fail here, not in N processes
@@ -79,6 +82,8 @@ def run_stage(
             f"see {log} and {log}.rank*"
         )
     spec.unlink()
+    # the summary goes after process 0's records, at this process's exit
+    setup_rule_logging(log, rule=rule, outputs=outputs, append=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

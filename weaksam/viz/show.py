@@ -93,12 +93,44 @@ def show(
     if rows.empty:
         raise KeyError(f"image {image_id!r} is not in {results / 'manifest.parquet'}")
     row = rows.iloc[0]
+    height, width = int(row["height"]), int(row["width"])
+    fig, ax = plt.subplots(figsize=(7, 7 * height / width))
+    caption = draw_stage(ax, results, manifest, row, stage, head=head, detector=detector, top=top)
+    ax.set_title(f"{image_id} ({row['split']}): {caption}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return caption
+
+
+def _mask_overlay(ax: Axes, anns: list[dict[str, Any]], height: int, width: int) -> None:
+    overlay = np.zeros((height, width, 4))
+    for a in anns:
+        m = segmentation_to_mask(a["segmentation"], height, width)
+        overlay[m] = (*COLOURS((int(a["category_id"]) - 1) % 10)[:3], 0.5)
+    ax.imshow(overlay)
+
+
+def draw_stage(
+    ax: Axes,
+    results: Path,
+    manifest: Manifest,
+    row: pd.Series,
+    stage: str,
+    *,
+    head: str = "mist",
+    detector: str = "wsod",
+    top: int = 20,
+) -> str:
+    """Draw one manifest row at ``stage`` on ``ax``; returns the caption."""
+    image_id = str(row["image_id"])
     split, coco_id, names = str(row["split"]), int(row["coco_id"]), manifest.classes
     image = load_rgb(Path(row["path"]))
-    fig, ax = plt.subplots(figsize=(7, 7 * image.shape[0] / image.shape[1]))
     ax.imshow(image)
     ax.axis("off")
     gt = _ground_truth(results, split, coco_id)
+
     if stage == "cam":
         with StoreReader(results / "cam" / f"{split}.h5", kind=CAM_STORE_KIND) as store:
             g = store[image_id]
@@ -129,11 +161,7 @@ def show(
         with (results / name.format(head)).open() as f:
             anns = [a for a in json.load(f)["annotations"] if int(a["image_id"]) == coco_id]
         if stage == "masks":
-            overlay = np.zeros((*image.shape[:2], 4))
-            for a in anns:
-                m = segmentation_to_mask(a["segmentation"], image.shape[0], image.shape[1])
-                overlay[m] = (*COLOURS((int(a["category_id"]) - 1) % 10)[:3], 0.5)
-            ax.imshow(overlay)
+            _mask_overlay(ax, anns, image.shape[0], image.shape[1])
         _boxes(
             ax,
             _coco_boxes(anns),
@@ -155,6 +183,9 @@ def show(
                 key=lambda d: -d["score"],
             )[:top]
         dets = [d for d in dets if d["score"] >= 0.05] or dets[:3]
+        with_masks = [d for d in dets if "segmentation" in d]
+        if with_masks:
+            _mask_overlay(ax, with_masks, image.shape[0], image.shape[1])
         _boxes(
             ax,
             _coco_boxes(dets),
@@ -164,9 +195,4 @@ def show(
         )
         _boxes(ax, _coco_boxes(gt), [int(a["category_id"]) - 1 for a in gt], names, dashed=True)
         caption = f"{detector} ({head}) detections (score >= 0.05, at most {top}) and ground truth (dashed)"
-    ax.set_title(f"{image_id} ({split}): {caption}", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
     return caption

@@ -4,7 +4,7 @@ from weaksam.config import load_config
 from weaksam.evaluation.stage import metrics_stage
 from weaksam.logs import setup_rule_logging
 
-setup_rule_logging(snakemake.log[0])
+setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 metrics_stage(
     load_config(snakemake.config),
     snakemake.input.gt,

@@ -6,6 +6,6 @@ from weaksam.config import load_config
 from weaksam.data.shapes import generate_shapes
 from weaksam.logs import setup_rule_logging
 
-setup_rule_logging(snakemake.log[0])
+setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 cfg = load_config(snakemake.config).dataset
 generate_shapes(cfg.shapes, Path(snakemake.output[0]), cfg.splits)

@@ -3,7 +3,7 @@
 from weaksam.cam.stage import pointing_stage
 from weaksam.logs import setup_rule_logging
 
-setup_rule_logging(snakemake.log[0])
+setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 pointing_stage(
     snakemake.input.manifest,
     snakemake.input.prompts,

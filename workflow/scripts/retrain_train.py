@@ -16,4 +16,6 @@ run_stage(
     },
     processes=gpus,
     log=snakemake.log[0],
+    rule=snakemake.rule,
+    outputs=list(snakemake.output),
 )

@@ -4,7 +4,7 @@ from weaksam.config import load_config
 from weaksam.logs import setup_rule_logging
 from weaksam.wsis.stage import masks_quality_stage
 
-setup_rule_logging(snakemake.log[0])
+setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 masks_quality_stage(
     load_config(snakemake.config),
     snakemake.input.manifest,
