@@ -21,12 +21,9 @@ setup: $(STAMP)
 
 # Run the whole workflow on the embedded default (generated dataset, CPU only), then write
 # the Snakemake report next to the results.
-# On 2 CPU cores the sharded jobs run two at a time at one thread each (measured: about a
-# minute less than one 2-thread job at a time; the trainings keep 2). DEMO_THREADS= turns it off.
-DEMO_THREADS ?= --set-threads cam_shard=1 proposals_shard=1 wsis_masks_shard=1
 NAME_OF = $(BIN)/python -c 'import sys; from weaksam.config import load_config_file as f; print(f(sys.argv[1]).dataset.name)'
 demo: setup
-	$(BIN)/snakemake --profile profiles/local --cores $(CORES) $(DEMO_THREADS) --configfile $(CONFIG)
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG)
 	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) \
 		--report results/$$($(NAME_OF) $(CONFIG))/report.html
 	@echo "report: results/$$($(NAME_OF) $(CONFIG))/report.html"
