@@ -1,4 +1,5 @@
 # Config loading, wildcard constraints and tiny input helpers. No logic beyond that.
+from pathlib import Path
 import sys
 
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
@@ -197,3 +198,45 @@ def wsis_outputs():
                 f"{RESULTS}/maskrcnn/{head}/metrics_{TEST_SPLIT}.json",
             ]
     return files
+
+
+def report_stages():
+    """Gallery stages this config produces, with the head each is drawn for."""
+    stages = {"cam": None, "prompts": None, "proposals": None}
+    if CFG.wsod.heads:
+        stages["pgt"] = CFG.wsod.heads[0]
+    if CFG.wsis.heads:
+        stages["masks"] = CFG.wsis.heads[0]
+        stages["instances"] = CFG.wsis.heads[0]
+    if CFG.retrain.heads:
+        stages["detections"] = CFG.retrain.heads[0]
+    return stages
+
+
+def report_outputs():
+    caption = "../workflow/report/{}.rst"
+    out = {
+        "metrics": report(
+            f"{RESULTS}/report/metrics.html",
+            caption=caption.format("metrics"),
+            category="1. Metrics",
+        ),
+        "recall": report(
+            f"{RESULTS}/report/recall.png",
+            caption=caption.format("recall"),
+            category="1. Metrics",
+        ),
+        "losses": report(
+            f"{RESULTS}/report/losses.png",
+            caption=caption.format("losses"),
+            category="2. Training",
+        ),
+    }
+    for i, stage in enumerate(report_stages()):
+        out[stage] = report(
+            f"{RESULTS}/report/gallery_{stage}.png",
+            caption=caption.format(f"gallery_{stage}"),
+            category="3. Images",
+            subcategory=f"{i + 1}. {stage}",
+        )
+    return out
