@@ -26,20 +26,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = ("vgg16-397923af.pth", "resnet50-0676ba61.pth", "sam_vit_h_4b8939.pth")
+sys.path.insert(0, str(REPO))
+
+from tests.test_paper_configs import WEIGHTS, fake_voc  # noqa: E402
 
 
-def fake_voc(root: Path, images: int) -> None:
-    voc = root / "data" / "VOCdevkit" / "VOC2007"
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (voc / sub).mkdir(parents=True)
-    ids = [f"{i:06d}" for i in range(images)]
-    for i in ids:
-        (voc / "JPEGImages" / f"{i}.jpg").touch()
-        (voc / "Annotations" / f"{i}.xml").touch()
-    half = images // 2
-    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:half]) + "\n")
-    (voc / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[half:]) + "\n")
+def fake_tree(root: Path, images: int) -> None:
+    """The paper-config tests' fake VOC tree plus empty checkpoint files."""
+    fake_voc(root, images)
     (root / "resources").mkdir()
     for name in WEIGHTS:
         (root / "resources" / name).touch()
@@ -71,7 +65,7 @@ def main() -> None:
         ref_s, _ = timed([*snakemake, "-s", str(ref / "Snakefile"), "-d", str(ref)], args.repeats)
         for n in args.sizes:
             work = Path(tmp) / str(n)
-            fake_voc(work, n)
+            fake_tree(work, n)
             cmd = [*snakemake, "-s", str(REPO / "Snakefile"), "-d", str(work)]
             cmd += ["--configfile", str(REPO / "config" / "voc07.yaml")]
             seconds, out = timed(cmd, args.repeats)
