@@ -14,8 +14,7 @@ from tests.conftest import build_tiny_shapes
 from weaksam.cli import main
 from weaksam.h5store import ShardWriter
 from weaksam.inspect import inspect_file
-from weaksam.proposals.generate import SOURCES
-from weaksam.proposals.store import PROPOSAL_STORE_KIND
+from weaksam.proposals.store import PROPOSAL_STORE_KIND, SOURCES
 
 
 @pytest.fixture(scope="module")

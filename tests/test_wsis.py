@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from weaksam.data.masks import encode_rle
+from weaksam.data.masks import encode_rle, mask_iou
 from weaksam.sam.predictor import Decoded
-from weaksam.wsis.masks import box_mask, largest_component, mask_iou, masks_for_boxes
+from weaksam.wsis.masks import box_mask, largest_component, masks_for_boxes
 from weaksam.wsis.stage import mask_quality
 
 

@@ -22,8 +22,7 @@ from weaksam.data.manifest import read_manifest
 from weaksam.h5store import ShardWriter, StoreError
 from weaksam.launch import run_stage
 from weaksam.models.backbones import vgg16_oicr
-from weaksam.proposals.generate import SOURCES
-from weaksam.proposals.store import PROPOSAL_STORE_KIND
+from weaksam.proposals.store import PROPOSAL_STORE_KIND, SOURCES
 from weaksam.wsod.data import ProposalSource, load_image, transform
 from weaksam.wsod.infer import coco_results, detect, tta_scores
 from weaksam.wsod.model import ConcreteDropBlock

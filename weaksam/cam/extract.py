@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from weaksam.cam import CAM_STORE_KIND
 from weaksam.cam.imaging import to_tensor
 from weaksam.config import CamConfig
 from weaksam.data.images import load_rgb
@@ -28,8 +29,6 @@ from weaksam.logs import progress
 from weaksam.models.classifier import CamClassifier
 
 logger = logging.getLogger(__name__)
-
-CAM_STORE_KIND = "cam"
 
 
 @dataclass(frozen=True)

@@ -2,27 +2,21 @@
 (``source = "grid"``, ``class_id = -1``, ``score = NaN``).
 
 Output table ``prompts/{split}.parquet``: ``image_id, x, y, class_id, score, source``; x / y are
-pixel coordinates in the original image (peaks at integer pixels, grid at cell centres).
+pixel coordinates in the original image (peaks at integer pixels, grid at cell centres); it is
+written and read by weaksam.cam.prompt_table.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from weaksam.cam.extract import CAM_STORE_KIND
+from weaksam.cam import CAM_STORE_KIND
 from weaksam.cam.peaks import grid_points, peak_points
+from weaksam.cam.prompt_table import PROMPT_COLUMNS
 from weaksam.config import PromptsConfig
 from weaksam.data.manifest import Manifest
 from weaksam.h5store import StoreReader
-from weaksam.io import atomic_path
-
-PROMPT_COLUMNS = ("image_id", "x", "y", "class_id", "score", "source")
-PROMPTS_FORMAT_VERSION = 1
 
 
 def image_prompts(
@@ -122,23 +116,3 @@ def build_prompts(
             "source": str,
         }
     )
-
-
-def write_prompts(df: pd.DataFrame, path: str, *, classes: tuple[str, ...], split: str) -> None:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = {"classes": list(classes), "split": split, "format_version": PROMPTS_FORMAT_VERSION}
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), b"weaksam": json.dumps(meta).encode()}
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_prompts(path: str) -> pd.DataFrame:
-    table = pq.read_table(path)
-    if b"weaksam" not in (table.schema.metadata or {}):
-        raise ValueError(f"{path}: not a weaksam prompts file")
-    missing = [c for c in PROMPT_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: prompts file lacks columns {missing}")
-    return table.to_pandas()

@@ -1,4 +1,9 @@
-"""The CAM and prompt stages as the workflow runs them: one function per rule."""
+"""The CAM and prompt stages as the workflow runs them: one function per rule.
+
+The training and CAM stages import torch and torchvision inside their functions: importing
+them costs about 7 s on a 2-core machine, and the light jobs of this module (merges, pointing,
+figures) run once per split and shard, so they must not pay it.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,13 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
-from weaksam.cam.extract import extract_cams_shard
-from weaksam.cam.prompts import build_prompts, read_prompts, write_prompts
-from weaksam.cam.train import (
-    build_classifier,
-    load_checkpoint,
-    multi_hot,
-    predict_scores,
-    train_classifier,
-)
-from weaksam.compute import select_device
+from weaksam.cam.prompt_table import read_prompts, write_prompts
 from weaksam.config import WeaksamConfig
 from weaksam.data.manifest import read_manifest
 from weaksam.evaluation.classification import multilabel_map
 from weaksam.evaluation.cocofiles import load_ground_truth
 from weaksam.evaluation.pointing import pointing_accuracy
+from weaksam.h5store import merge_shards
 from weaksam.io import write_json
 from weaksam.viz.cams import cam_overlay_figure
 
@@ -30,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 def set_threads(threads: int) -> None:
+    import torch
+
     torch.set_num_threads(max(1, threads))
 
 
@@ -43,6 +40,8 @@ def train_stage(
     threads: int,
 ) -> None:
     """Train the classifier on the training split and report image-level mAP on the test split."""
+    from weaksam.cam.train import multi_hot, predict_scores, train_classifier
+
     set_threads(threads)
     manifest = read_manifest(manifest_path)
     out = Path(model_out)
@@ -73,6 +72,10 @@ def cam_stage(
     digest: str,
     threads: int,
 ) -> None:
+    from weaksam.cam.extract import extract_cams_shard
+    from weaksam.cam.train import build_classifier, load_checkpoint
+    from weaksam.compute import select_device
+
     set_threads(threads)
     manifest = read_manifest(manifest_path)
     state = load_checkpoint(model_path)
@@ -92,6 +95,8 @@ def cam_stage(
 def prompts_stage(
     cfg: WeaksamConfig, manifest_path: str, cam_path: str, split: str, out: str, *, digest: str
 ) -> None:
+    from weaksam.cam.prompts import build_prompts  # peak finding runs on torch
+
     manifest = read_manifest(manifest_path)
     df = build_prompts(cam_path, manifest, split, cfg.prompts, cam_digest=digest)
     write_prompts(df, out, classes=manifest.classes, split=split)
@@ -126,8 +131,6 @@ def figure_stage(
 
 def merge_stage(manifest_path: str, shards: list[str], split: str, out: str, *, kind: str) -> None:
     """Merge per-shard stores of ``split`` into one, in manifest order."""
-    from weaksam.h5store import merge_shards
-
     image_ids = read_manifest(manifest_path).split(split)["image_id"].astype(str).tolist()
     merge_shards(shards, out, kind=kind, image_ids=image_ids)
     logger.info(

@@ -14,24 +14,13 @@ Empty masks give no box (counted in the image's ``empty_masks`` attribute).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
 from weaksam.config import ProposalsConfig
+from weaksam.proposals.store import SOURCES, ImageProposals
 from weaksam.sam.predictor import PromptableSegmenter
-
-SOURCES = {"grid": 0, "peak": 1, "peak_class": 2, "selective_search": 3}
-
-
-@dataclass(frozen=True)
-class ImageProposals:
-    boxes: np.ndarray  # (N, 4) float32 XYXY, x2 / y2 exclusive, original pixels
-    scores: np.ndarray  # (N,) float32 predicted IoU
-    source: np.ndarray  # (N,) uint8 codes of SOURCES
-    empty_masks: int
 
 
 def _boxes_of(

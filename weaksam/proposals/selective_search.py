@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from weaksam.proposals.generate import SOURCES, ImageProposals
+from weaksam.proposals.store import SOURCES, ImageProposals
 
 
 def selective_search(

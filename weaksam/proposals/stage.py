@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from weaksam.cam.prompts import read_prompts
-from weaksam.compute import select_device, use_bf16
+from weaksam.cam.prompt_table import read_prompts
 from weaksam.config import WeaksamConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import read_manifest
@@ -20,10 +18,8 @@ from weaksam.evaluation.recall import proposal_recall
 from weaksam.h5store import ShardWriter
 from weaksam.io import write_json
 from weaksam.logs import progress
-from weaksam.proposals.generate import SOURCES, ImageProposals, weaksam_proposals
 from weaksam.proposals.selective_search import selective_search
-from weaksam.proposals.store import PROPOSAL_STORE_KIND, ProposalReader
-from weaksam.sam.build import build_segmenter
+from weaksam.proposals.store import PROPOSAL_STORE_KIND, SOURCES, ImageProposals, ProposalReader
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +55,14 @@ def weaksam_shard_stage(
     threads: int,
 ) -> None:
     """SAM proposals of one shard of a split, resumable per image."""
+    # torch and SAM are imported here, not at the top: the recall and selective-search jobs of
+    # this module must not pay their ~7 s import.
+    import torch
+
+    from weaksam.compute import select_device, use_bf16
+    from weaksam.proposals.generate import weaksam_proposals
+    from weaksam.sam.build import build_segmenter
+
     torch.set_num_threads(max(1, threads))
     frame, classes = _shard_frame(manifest_path, split, shard, cfg.compute.shards)
     prompts = read_prompts(prompts_path)

@@ -18,6 +18,19 @@ logger = logging.getLogger(__name__)
 
 PROPOSAL_STORE_KIND = "proposals"
 
+# The codes of the ``source`` dataset, recorded in every store's attributes.
+SOURCES = {"grid": 0, "peak": 1, "peak_class": 2, "selective_search": 3}
+
+
+@dataclass(frozen=True)
+class ImageProposals:
+    """One image's proposals as a generator returns them, before they are written."""
+
+    boxes: np.ndarray  # (N, 4) float32 XYXY, x2 / y2 exclusive, original pixels
+    scores: np.ndarray  # (N,) float32 predicted IoU
+    source: np.ndarray  # (N,) uint8 codes of SOURCES
+    empty_masks: int
+
 
 @dataclass(frozen=True)
 class LoadedProposals:

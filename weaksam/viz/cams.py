@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from weaksam.cam.extract import CAM_STORE_KIND
+from weaksam.cam import CAM_STORE_KIND
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.h5store import StoreReader

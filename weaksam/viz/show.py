@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from weaksam.cam.extract import CAM_STORE_KIND
+from weaksam.cam import CAM_STORE_KIND
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest, read_manifest
 from weaksam.data.masks import segmentation_to_mask

@@ -71,12 +71,3 @@ def masks_for_boxes(
                 filled[i] = True
             masks[i] = m
     return BoxMasks(masks, filled)
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every pair of bool masks: (N, H, W) x (M, H, W) -> (N, M)."""
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)

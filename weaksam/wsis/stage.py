@@ -1,26 +1,28 @@
 """The WSIS stages: SAM masks for the pseudo boxes (sharded, merged), their quality against the
-ground-truth masks, and the SAM-alone check with ground-truth boxes as prompts."""
+ground-truth masks, and the SAM-alone check with ground-truth boxes as prompts.
+
+SAM and torch are imported inside the functions that run SAM, so that the merge and quality jobs
+do not pay their ~7 s import."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weaksam.compute import select_device, use_bf16
 from weaksam.config import WeaksamConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import read_manifest
-from weaksam.data.masks import encode_rle, segmentation_to_mask
+from weaksam.data.masks import encode_rle, mask_iou, segmentation_to_mask
 from weaksam.evaluation.cocofiles import xywh_to_xyxy
 from weaksam.io import write_json
 from weaksam.logs import progress
-from weaksam.sam.build import build_segmenter
-from weaksam.sam.predictor import PromptableSegmenter
-from weaksam.wsis.masks import mask_iou, masks_for_boxes
+
+if TYPE_CHECKING:
+    from weaksam.sam.predictor import PromptableSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ def _by_image(annotations: list[dict[str, Any]]) -> dict[int, list[dict[str, Any
 
 
 def _segmenter(cfg: WeaksamConfig, threads: int) -> PromptableSegmenter:
+    from weaksam.compute import select_device, use_bf16
+    from weaksam.sam.build import build_segmenter
+
     device = select_device(cfg.compute)
     return build_segmenter(
         cfg.sam, cfg.assets, device, bf16=use_bf16(cfg.compute, device), threads=threads
@@ -45,6 +50,8 @@ def masks_shard_stage(
     """Masks of the pseudo boxes of one shard of the training split: a JSON list of the PGT
     annotations of those images, each with ``segmentation`` (RLE), ``area``, the mask's ``bbox``
     (the prompt box is kept as ``prompt_bbox``) and ``filled`` when SAM returned nothing."""
+    from weaksam.wsis.masks import masks_for_boxes
+
     frame = read_manifest(manifest_path).shard(cfg.dataset.train_split, shard, cfg.compute.shards)
     with Path(pgt_path).open() as f:
         by_image = _by_image(json.load(f)["annotations"])
@@ -157,6 +164,8 @@ def gt_box_check_stage(
     cfg: WeaksamConfig, manifest_path: str, gt_path: str, split: str, out: str, *, threads: int
 ) -> None:
     """SAM alone: every ground-truth box with a mask prompts SAM; mean IoU with its own mask."""
+    from weaksam.wsis.masks import masks_for_boxes
+
     with Path(gt_path).open() as f:
         gt = json.load(f)
     classes = list(read_manifest(manifest_path).classes)
