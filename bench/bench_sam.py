@@ -37,8 +37,10 @@ def run_variant(variant: str, prompts: int, batch: int, threads: int) -> dict[st
     from weaksam.sam.encoders import SAM_INPUT
 
     torch.set_num_threads(threads)
+    # The reference and ``batched`` decode in torch; ``batched_onnx`` through the ONNX fast path.
+    decoder = "onnxruntime" if variant == "batched_onnx" else "torch"
     seg = build_segmenter(
-        SamConfig(),
+        SamConfig(cpu_decoder=decoder),
         AssetsConfig(cache_dir=str(REPO / "resources")),
         torch.device("cpu"),
         threads=threads,

