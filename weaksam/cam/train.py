@@ -41,6 +41,8 @@ def build_classifier(
     backbone = build_backbone(
         cfg.backbone, weights, pretrained=pretrained, output_stride=cfg.output_stride
     )
+    if cfg.freeze_bn:
+        freeze_batchnorm(backbone)
     return CamClassifier(backbone, num_classes, dropout=cfg.dropout)
 
 
@@ -205,8 +207,6 @@ def train_classifier(
         persistent_workers=False,
     )
     model.train()
-    if cfg.freeze_bn:
-        freeze_batchnorm(model.backbone)
     mode = "a" if start > 0 and log_path.exists() else "w"
     with log_path.open(mode) as log:
         if mode == "w":

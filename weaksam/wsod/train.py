@@ -63,6 +63,7 @@ def build_wsod_net(
         pretrained=pretrained,
         output_stride=cfg.output_stride,
     )
+    freeze_batchnorm(backbone)  # one image per forward
     dropblock = None
     if cfg.dropblock.enabled:
         dropblock = ConcreteDropBlock(
@@ -176,7 +177,6 @@ def _accumulate(
     loss times sign / batch. Returns the summed loss and its parts over these images."""
     device = next(model.parameters()).device
     model.train()
-    freeze_batchnorm(model.backbone)
     total = 0.0
     parts: dict[str, float] = {}
     for pos, i in mine:
