@@ -35,6 +35,7 @@ class StubSegmenter:
         self.iou = torch.tensor(iou)
         self.stability = stability
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.offsets: list[float] = []
 
     def set_image(self, image: np.ndarray) -> None:
         self.image = image
@@ -47,7 +48,8 @@ class StubSegmenter:
             codes[:, :, None, None].expand(b, 4, 2, 2).clone(), self.iou.expand(b, 4).clone()
         )
 
-    def masks_to_boxes(self, low_res: torch.Tensor) -> MaskBoxes:
+    def masks_to_boxes(self, low_res: torch.Tensor, *, stability_offset: float = 1.0) -> MaskBoxes:
+        self.offsets.append(stability_offset)
         c = low_res[:, 0, 0]
         boxes = torch.stack([c, c, c + 5, c + 5], dim=1)
         return MaskBoxes(boxes, torch.full((len(c),), 25), torch.full((len(c),), self.stability))
@@ -65,14 +67,21 @@ def test_point_prompts_keep_multimask_outputs_1_and_2() -> None:
     assert pts.shape == (2, 1, 2) and labels.tolist() == [[1], [1]]
 
 
-def test_class_aware_prompt_pads_with_minus_one() -> None:
+def test_class_aware_prompts_are_never_padded() -> None:
     seg = StubSegmenter()
-    groups = [torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]), torch.tensor([[7.0, 7.0]])]
+    groups = [
+        torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]),
+        torch.tensor([[7.0, 7.0]]),
+        torch.tensor([[4.0, 4.0], [5.0, 5.0], [6.0, 6.0]]),
+    ]
     boxes, _, _ = class_aware_proposals(seg, groups, (1, 2))  # type: ignore[arg-type]
-    pts, labels = seg.calls[0]
-    assert labels.tolist() == [[1, 1, 1], [1, -1, -1]]  # one prompt per class, padded
-    assert pts[0].tolist() == [[1, 1], [2, 2], [3, 3]]
-    assert boxes[:, 0].tolist() == [2, 3, 12, 13]
+    # One decode per point count, fewest points first: [class 1], then [class 0, class 2].
+    (pts1, labels1), (pts3, labels3) = seg.calls
+    assert labels1.tolist() == [[1]] and pts1.tolist() == [[[7, 7]]]
+    assert labels3.tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert pts3[1].tolist() == [[4, 4], [5, 5], [6, 6]]
+    # tokens 2, 3 of prompt 0 (codes 2, 3), then of prompts 0 and 1 of the second call
+    assert boxes[:, 0].tolist() == [2, 3, 2, 3, 12, 13]
 
 
 def test_grid_thresholds_and_nms() -> None:
@@ -84,6 +93,10 @@ def test_grid_thresholds_and_nms() -> None:
     # so NMS keeps code 1 (IoU 0.8) and drops 2 (0.7); likewise 11 kept, 12 dropped.
     assert sorted(boxes[:, 0].tolist()) == [1, 11]
     assert sorted(scores.tolist()) == pytest.approx([0.8, 0.8])
+    assert seg.offsets == [cfg.stability_score_offset]
+    offset = ProposalsConfig(stability_score_offset=2.5)
+    grid_proposals(seg, torch.tensor([[1.0, 1.0]]), offset, batch=64)  # type: ignore[arg-type]
+    assert seg.offsets[-1] == 2.5  # the configured offset reaches the stability score
     unstable = StubSegmenter(iou=(0.99, 0.8, 0.7, 0.6), stability=0.2)
     assert grid_proposals(unstable, torch.tensor([[1.0, 1.0]]), cfg, batch=64)[0].shape == (0, 4)  # type: ignore[arg-type]
 

@@ -2,8 +2,8 @@
 
 - Peak points, each a single positive point: decode with multimask output and keep multimask
   outputs 1 and 2 (``keep_multimask``), two boxes per point.
-- Class-aware prompts: all peaks of a class together as one multi-point prompt (padded with
-  label -1 to batch the classes), multimask outputs 1 and 2 kept.
+- Class-aware prompts: all peaks of a class together as one multi-point prompt (classes with
+  as many points batched together, never padded), multimask outputs 1 and 2 kept.
 - The grid through the automatic-mask-generator path: every multimask output, kept when the
   predicted IoU > ``pred_iou_thresh`` and the stability score (offset ``stability_score_offset``)
   > ``stability_score_thresh``; then box NMS at ``box_nms_thresh`` over the image.
@@ -52,19 +52,19 @@ def point_proposals(
 def class_aware_proposals(
     seg: PromptableSegmenter, groups: list[torch.Tensor], keep: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One multi-point prompt per class (each (N_c, 2)), padded with label -1 to batch them."""
-    if not groups:
-        return (*_cat([], [], seg.device), 0)
-    n = max(g.shape[0] for g in groups)
-    points = torch.zeros(len(groups), n, 2)
-    labels = torch.full((len(groups), n), -1, dtype=torch.long)
-    for i, g in enumerate(groups):
-        points[i, : g.shape[0]] = g
-        labels[i, : g.shape[0]] = 1
-    dec = seg.decode(points, labels)
+    """One multi-point prompt per class (each (N_c, 2)). Classes with the same number of points
+    are decoded together; no class is padded beyond the single label -1 point that SAM's prompt
+    encoder appends to every point-only prompt (extra padding points change the masks)."""
     tokens = [1 + k for k in keep]
-    b, s, e = _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
-    return b, s, e
+    boxes, scores, empty = [], [], 0
+    for n in sorted({int(g.shape[0]) for g in groups}):
+        points = torch.stack([g for g in groups if g.shape[0] == n])  # (b, n, 2)
+        dec = seg.decode(points, torch.ones(points.shape[:2], dtype=torch.long))
+        b, s, e = _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
+        boxes.append(b)
+        scores.append(s)
+        empty += e
+    return (*_cat(boxes, scores, seg.device), empty)
 
 
 def grid_proposals(
@@ -78,7 +78,11 @@ def grid_proposals(
         low_res, iou = dec.low_res[:, 1:].flatten(0, 1), dec.iou[:, 1:].flatten()  # 3 per point
         keep = iou > cfg.pred_iou_thresh
         low_res, iou = low_res[keep], iou[keep]
-        mb = seg.masks_to_boxes(low_res) if low_res.shape[0] else None
+        mb = (
+            seg.masks_to_boxes(low_res, stability_offset=cfg.stability_score_offset)
+            if low_res.shape[0]
+            else None
+        )
         if mb is None:
             continue
         ok = (mb.stability > cfg.stability_score_thresh) & (mb.areas > 0)
