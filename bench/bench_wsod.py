@@ -90,7 +90,9 @@ def bench_training(cfg: WsodConfig, size: tuple[int, int], r: int, steps: int) -
     for head in HEADS:
         torch.manual_seed(0)
         model = build_wsod_net(cfg, AssetsConfig(), 5, head, pretrained=False).train()
-        opt = torch.optim.Adam(param_groups(model.detector_parameters(), lr=1e-5, cfg=cfg))
+        opt = torch.optim.Adam(
+            param_groups(model.detector_parameters(), lr=1e-5, cfg=cfg, head="mist")
+        )
 
         def step(model: Any = model, opt: Any = opt, head: Head = head) -> None:
             opt.zero_grad()

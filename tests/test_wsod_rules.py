@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -246,8 +247,16 @@ def test_param_groups_bias_and_refinement_rates() -> None:
         ("refine.0.bias", ref.bias),
     ]
     cfg = WsodConfig(lr=1e-5, weight_decay=5e-4, bias_lr_mult=2.0, refine_lr_mult=10.0)
-    groups = {(g["lr"], g["weight_decay"]) for g in param_groups(named, lr=cfg.lr, cfg=cfg)}
-    assert groups == {(1e-5, 5e-4), (2e-5, 0.0), (1e-4, 5e-4), (2e-4, 0.0)}
+
+    def rates(cfg: WsodConfig, head: str) -> set[tuple[float, float]]:
+        groups = param_groups(named, lr=cfg.lr, cfg=cfg, head=head)  # type: ignore[arg-type]
+        return {(g["lr"], g["weight_decay"]) for g in groups}
+
+    assert rates(cfg, "mist") == {(1e-5, 5e-4), (2e-5, 0.0), (1e-4, 5e-4), (2e-4, 0.0)}
+    # unset: OICR's refinement layers at 10x (METHOD.md 7.2), MIST's at 1x
+    default = replace(cfg, refine_lr_mult=None)
+    assert rates(default, "oicr") == {(1e-5, 5e-4), (2e-5, 0.0), (1e-4, 5e-4), (2e-4, 0.0)}
+    assert rates(default, "mist") == {(1e-5, 5e-4), (2e-5, 0.0)}
 
 
 def test_batch_indices_cover_an_epoch() -> None:

@@ -205,7 +205,9 @@ class WsodConfig:
     lr: float = 1e-5
     weight_decay: float = 5e-4
     bias_lr_mult: float = 2.0
-    refine_lr_mult: float = 1.0
+    # None: the head's own rate for its refinement (and box) layers: x10 for OICR (METHOD.md 7.2),
+    # x1 for MIST (wetectron has no multiplier)
+    refine_lr_mult: float | None = None
     warmup_iterations: int = 200
     warmup_factor: float = 1.0 / 3.0
     lr_steps: tuple[int, ...] = (20000, 26700)

@@ -7,7 +7,7 @@
   random draw (augmentation, dropout) is seeded by (seed, step, position), so 1 or N processes
   and a resumed run train the same model up to floating-point summation order.
 - Adam with L2 weight decay (not AdamW); biases at ``bias_lr_mult`` x the rate without decay;
-  refinement and regression layers at ``refine_lr_mult`` x; linear warm-up from
+  refinement and regression layers at ``refine_lr_mult`` x (the head's own by default: OICR x10); linear warm-up from
   ``warmup_factor``; x ``gamma`` at each of ``lr_steps``.
 - bf16 autocast on CUDA; the losses are computed in fp32.
 - A checkpoint every ``checkpoint_every`` steps, resumed from when present.
@@ -96,11 +96,21 @@ def lr_factor(step: int, cfg: WsodConfig) -> float:
     )
 
 
+HEAD_REFINE_LR_MULT: dict[str, float] = {"wsddn": 1.0, "oicr": 10.0, "mist": 1.0}
+
+
+def refine_lr_mult(cfg: WsodConfig, head: Head) -> float:
+    """The refinement layers' rate multiplier: the config's, else the head's own (OICR x10,
+    METHOD.md 7.2; MIST x1, wetectron's solver has none)."""
+    return HEAD_REFINE_LR_MULT[head] if cfg.refine_lr_mult is None else cfg.refine_lr_mult
+
+
 def param_groups(
-    named: list[tuple[str, nn.Parameter]], *, lr: float, cfg: WsodConfig
+    named: list[tuple[str, nn.Parameter]], *, lr: float, cfg: WsodConfig, head: Head
 ) -> list[dict[str, Any]]:
     """Weights at ``lr`` with weight decay, biases at ``bias_lr_mult`` x without; the refinement
-    and box layers take ``refine_lr_mult`` on top."""
+    and box layers take ``refine_lr_mult(cfg, head)`` on top."""
+    refine = refine_lr_mult(cfg, head)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in named:
         is_bias = name.endswith(".bias") or p.dim() == 1
@@ -109,7 +119,7 @@ def param_groups(
     out = []
     for (is_bias, is_refine), params in sorted(groups.items()):
         base = lr * (cfg.bias_lr_mult if is_bias else 1.0)
-        base *= cfg.refine_lr_mult if is_refine else 1.0
+        base *= refine if is_refine else 1.0
         out.append(
             {
                 "params": params,
@@ -227,11 +237,11 @@ def train_wsod(
     torch.manual_seed(seed)
     model = build_wsod_net(cfg, assets, len(classes), head, pretrained=pretrained).to(device)
     detector = model.detector_parameters()
-    opt = torch.optim.Adam(param_groups(detector, lr=cfg.lr, cfg=cfg))
+    opt = torch.optim.Adam(param_groups(detector, lr=cfg.lr, cfg=cfg, head=head))
     optimizers: dict[str, torch.optim.Optimizer] = {"detector": opt}
     if model.dropblock is not None:
         named = [(n, p) for n, p in model.dropblock.named_parameters()]
-        opt_cdb = torch.optim.Adam(param_groups(named, lr=cfg.dropblock.lr, cfg=cfg))
+        opt_cdb = torch.optim.Adam(param_groups(named, lr=cfg.dropblock.lr, cfg=cfg, head=head))
         optimizers["dropblock"] = opt_cdb
     start = 0
     if work.exists():
