@@ -176,3 +176,16 @@ def test_detector_trainer_keeps_frozen_batchnorm_through_training(
     )
     _assert_frozen(model.backbone)
     _assert_frozen(load_detector(tmp_path / "d.pt", torch.device("cpu"))[0].backbone)
+
+
+def test_efficientnet_backbone_is_deterministic_in_training_mode() -> None:
+    """No stochastic depth: a training-mode forward equals the eval forward (BatchNorm frozen)."""
+    from weaksam.models.backbones import freeze_batchnorm
+
+    backbone = efficientnet_lite0(pretrained=False, output_stride=16)
+    freeze_batchnorm(backbone)
+    x = torch.rand(1, 3, 64, 64) * 255
+    with torch.no_grad():
+        expected = backbone.eval()(x)
+        torch.manual_seed(0)
+        assert torch.equal(backbone.train()(x), expected)

@@ -112,7 +112,9 @@ def efficientnet_lite0(
 ) -> Backbone:
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=None)  # dynamic "same" padding
+    # dynamic "same" padding; no stochastic depth: the trainers feed one or two images per
+    # forward, where dropping a whole block for the image is noise the eval network never sees
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None, drop_connect_rate=0.0)
     if pretrained:
         path = Path(weights) if weights else efficientnet_lite0_weights()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
