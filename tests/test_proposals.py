@@ -16,6 +16,7 @@ from weaksam.proposals.generate import (
     SOURCES,
     class_aware_proposals,
     grid_proposals,
+    mask_box_nms,
     point_proposals,
     weaksam_proposals,
 )
@@ -190,3 +191,13 @@ def test_keep_multimask_config_changes_tokens() -> None:
         batch=4,
     )  # type: ignore[arg-type]
     assert boxes[:, 0].tolist() == [1]
+
+
+def test_grid_nms_sees_sams_inclusive_mask_boxes() -> None:
+    # Exclusive boxes A = [0, 0, 4, 4], B = [2, 0, 6, 4]: IoU 8 / 24 = 0.33 > 0.3 would drop B.
+    # SAM's inclusive boxes [0, 0, 3, 3], [2, 0, 5, 3]: intersection 1 x 3 = 3, areas 9 and 9,
+    # IoU 3 / 15 = 0.2 <= 0.3: both kept, best first.
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [2.0, 0.0, 6.0, 4.0], [2.0, 0.0, 4.0, 4.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    # C = [2, 0, 4, 4] -> [2, 0, 3, 3] inside A's [0, 0, 3, 3]: IoU 1 x 3 / 9 = 0.33, dropped
+    assert mask_box_nms(boxes, scores, 0.3).tolist() == [0, 1]

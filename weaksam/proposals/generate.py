@@ -6,7 +6,8 @@
   as many points batched together, never padded), multimask outputs 1 and 2 kept.
 - The grid through the automatic-mask-generator path: every multimask output, kept when the
   predicted IoU > ``pred_iou_thresh`` and the stability score (offset ``stability_score_offset``)
-  > ``stability_score_thresh``; then box NMS at ``box_nms_thresh`` over the image.
+  >= ``stability_score_thresh``; then box NMS at ``box_nms_thresh`` over the image (on SAM's
+  inclusive mask boxes, as the automatic mask generator).
 
 Sources are merged in the order grid, peak, class-aware peak. Scores are SAM's predicted IoU.
 Empty masks give no box (counted in the image's ``empty_masks`` attribute).
@@ -85,17 +86,24 @@ def grid_proposals(
         )
         if mb is None:
             continue
-        ok = (mb.stability > cfg.stability_score_thresh) & (mb.areas > 0)
+        ok = mb.areas > 0
+        if cfg.stability_score_thresh > 0:  # as SAM: >=, and no filter at a threshold of 0
+            ok &= mb.stability >= cfg.stability_score_thresh
         empty += int((mb.areas == 0).sum())
         boxes.append(mb.boxes[ok])
         scores.append(iou[ok])
     b, s = _cat(boxes, scores, seg.device)
-    if b.shape[0]:
-        kept = batched_nms(
-            b, s, torch.zeros(b.shape[0], dtype=torch.long, device=b.device), cfg.box_nms_thresh
-        )
-        b, s = b[kept], s[kept]
-    return b, s, empty
+    kept = mask_box_nms(b, s, cfg.box_nms_thresh)
+    return b[kept], s[kept], empty
+
+
+def mask_box_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> torch.Tensor:
+    """Indices kept by the automatic mask generator's box NMS, best first. ``boxes`` (K, 4) are
+    x2-exclusive mask boxes; SAM runs NMS on inclusive ones (x2 = last mask pixel), whose IoUs
+    are lower for small boxes, so they are converted back first."""
+    inclusive = boxes - torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
+    zeros = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+    return batched_nms(inclusive, scores, zeros, thresh)
 
 
 def _cat(

@@ -42,7 +42,6 @@ def build_segmenter(
         prompt_encoder,
         mask_decoder,
         device,
-        bf16=bf16,
         mask_chunk=cfg.mask_chunk,
         point_decoder=OnnxPointDecoder(prompt_encoder, mask_decoder, threads=threads)
         if fast

@@ -50,7 +50,6 @@ class PromptableSegmenter:
         mask_decoder: MaskDecoder,
         device: torch.device,
         *,
-        bf16: bool = False,
         mask_chunk: int = 16,
         point_decoder: OnnxPointDecoder | None = None,
     ) -> None:
@@ -58,7 +57,6 @@ class PromptableSegmenter:
         self.prompt_encoder = prompt_encoder.to(device).eval()
         self.mask_decoder = mask_decoder.to(device).eval()
         self.device = device
-        self.bf16 = bf16
         self.mask_chunk = mask_chunk
         self.point_decoder = point_decoder  # CPU fast path for point-only prompts
         self.features: torch.Tensor | None = None
@@ -135,11 +133,10 @@ class PromptableSegmenter:
         if self.point_decoder is not None and sparse_points is not None and box_in is None:
             low_res, iou = self.point_decoder(self.features, *sparse_points)
             return Decoded(low_res.to(self.device), iou.to(self.device))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.bf16):
-            sparse, dense = self.prompt_encoder(points=sparse_points, boxes=box_in, masks=None)
-            low_res, iou = self.mask_decoder.predict_masks(
-                self.features, self.dense_pe, sparse, dense
-            )
+        # The decoder runs in fp32 even where the encoder runs in bf16: it is cheap, and bf16
+        # rounding of its logits and predicted IoUs changes which masks pass SAM's thresholds
+        sparse, dense = self.prompt_encoder(points=sparse_points, boxes=box_in, masks=None)
+        low_res, iou = self.mask_decoder.predict_masks(self.features, self.dense_pe, sparse, dense)
         return Decoded(low_res.float(), iou.float())
 
     @torch.no_grad()
