@@ -21,6 +21,7 @@ include: "rules/wsod.smk"
 include: "rules/pgt.smk"
 include: "rules/retrain.smk"
 include: "rules/wsis.smk"
+include: "rules/oracles.smk"
 include: "rules/report.smk"
 
 

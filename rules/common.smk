@@ -24,6 +24,7 @@ wildcard_constraints:
     head=WSOD_HEADS,
     path=f"(selective_search/)?({WSOD_HEADS})",
     variant=f"({WSOD_HEADS})(/no_roi_drop)?",
+    model="detector|maskrcnn",
 
 
 def dataset_outputs():
@@ -84,6 +85,7 @@ PROPOSALS_DIGEST = section_digest(
     CFG.compute.seed,
 )
 SS_DIGEST = section_digest(CFG.dataset, CFG.proposals.selective_search_max)
+ORACLE_PROPOSALS_DIGEST = section_digest(PROPOSALS_DIGEST, "ground_truth")
 
 
 def sam_inputs():
@@ -240,3 +242,23 @@ def report_outputs():
             subcategory=f"{i + 1}. {stage}",
         )
     return out
+
+
+# Ground-truth masks come with every generated shapes image and COCO file; VOC trees may lack
+# SegmentationObject, so their mask bounds are asked for by name
+GT_MASKS = CFG.dataset.format in ("shapes", "coco")
+
+
+def oracle_outputs():
+    """Each stage's upper bound (rules/oracles.smk), where ground truth exists."""
+    if not CFG.dataset.has_ground_truth:
+        return []
+    files = [f"{RESULTS}/oracle/detector/metrics_{TEST_SPLIT}.json"]
+    if "weaksam" in CFG.wsod.proposal_methods:
+        for head in CFG.wsod.heads:
+            files.append(f"{RESULTS}/oracle/pgt/{head}/quality.json")
+            files += [f"{RESULTS}/oracle/wsod/{head}/metrics_{s}.json" for s in SPLITS]
+    if GT_MASKS:
+        files.append(f"{RESULTS}/oracle/maskrcnn/metrics_{TEST_SPLIT}.json")
+        files += [f"{RESULTS}/wsis/gt_box_check_{s}.json" for s in SPLITS]
+    return files

@@ -95,7 +95,7 @@ rule proposal_recall:
     conda:
         ENV
     params:
-        filters=section_digest(CFG.proposals.min_side, CFG.evaluation),
+        filters=section_digest(CFG.proposals.min_side, CFG.evaluation.digest()),
     script:
         "../workflow/scripts/proposal_recall.py"
 
@@ -112,6 +112,6 @@ rule selective_search_recall:
     conda:
         ENV
     params:
-        filters=section_digest(CFG.proposals.min_side, CFG.evaluation),
+        filters=section_digest(CFG.proposals.min_side, CFG.evaluation.digest()),
     script:
         "../workflow/scripts/proposal_recall.py"

@@ -11,6 +11,7 @@ rule report_figures:
         pgt_outputs(),
         retrain_outputs(),
         wsis_outputs(),
+        oracle_outputs() if CFG.evaluation.stage_bounds else [],
     output:
         **report_outputs(),
     log:

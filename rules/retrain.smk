@@ -81,6 +81,6 @@ rule retrain_metrics:
     conda:
         ENV
     params:
-        evaluation=section_digest(CFG.evaluation),
+        evaluation=CFG.evaluation.digest(),
     script:
         "../workflow/scripts/detection_metrics.py"

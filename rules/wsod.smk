@@ -94,7 +94,7 @@ rule wsod_metrics:
     conda:
         ENV
     params:
-        evaluation=section_digest(CFG.evaluation),
+        evaluation=CFG.evaluation.digest(),
     script:
         "../workflow/scripts/detection_metrics.py"
 

@@ -110,3 +110,31 @@ def test_pgt_quality_by_hand() -> None:
     assert q["per_class"]["a"]["precision"] == pytest.approx(1 / 3)
     assert q["per_class"]["a"]["recall"] == pytest.approx(1 / 2)
     assert q["per_class"]["b"] == {"precision": 1.0, "recall": 1.0, "boxes": 1, "gt": 1}
+
+
+def test_perfect_ranking_scores_each_detection_by_its_best_overlap_of_its_class() -> None:
+    from weaksam.pgt.stage import perfect_ranking
+
+    gt = ground_truth_from_dict(
+        {
+            "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+                {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 0, 10, 10]},
+                {"id": 3, "image_id": 2, "category_id": 2, "bbox": [0, 0, 10, 10]},
+            ],
+        }
+    )
+    dets = [
+        # image 1, class a: [0, 0, 10, 5] overlaps box 1 by 50 / 100 = 0.5
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 5], "score": 0.1},
+        # image 1, class a: [15, 0, 10, 10] overlaps box 2 by 50 / 150 = 1/3, box 1 by 0
+        {"image_id": 1, "category_id": 1, "bbox": [15, 0, 10, 10], "score": 0.9},
+        # image 1, class b: no box of class b in image 1 -> 0
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.8},
+        # image 2, class b: the same box -> 1
+        {"image_id": 2, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.2},
+    ]
+    scores = [d["score"] for d in perfect_ranking(dets, gt)]
+    assert scores == pytest.approx([0.5, 1 / 3, 0.0, 1.0])

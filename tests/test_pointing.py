@@ -30,4 +30,6 @@ def test_pointing_accuracy_hand_worked() -> None:
     # inside. All: 2 of 4. Top per (image, class): a -> (2,2) hit, b -> miss: 1 of 2.
     assert res["all_peaks"] == {"points": 4, "hits": 2, "accuracy": 0.5}
     assert res["top_peak"] == {"points": 2, "hits": 1, "accuracy": 0.5}
+    # The image has no box of b: only a's top peak counts among the classes present, a hit.
+    assert res["top_peak_present_classes"] == {"points": 1, "hits": 1, "accuracy": 1.0}
     assert res["per_class"]["a"]["all_peaks"]["accuracy"] == pytest.approx(2 / 3)  # type: ignore[index]

@@ -108,3 +108,16 @@ def test_killed_training_resumes_to_the_same_weights(
         == (tmp_path / "b.tsv").read_text().count("\n")
         == 5
     )
+
+
+def test_rotate_hand_worked() -> None:
+    from weaksam.cam.train import rotate
+
+    img = torch.zeros(1, 1, 5, 5)
+    img[0, 0, 0, 2] = 1.0  # top centre
+    # 90 degrees counter-clockwise moves the top centre to the left centre (row 2, column 0)
+    out = rotate(img, 90.0)
+    assert out[0, 0].argmax().item() == 2 * 5 + 0
+    assert torch.allclose(rotate(img, 0.0), img, atol=1e-6)
+    # 180 degrees: the bottom centre
+    assert rotate(img, 180.0)[0, 0].argmax().item() == 4 * 5 + 2

@@ -116,6 +116,9 @@ class CamConfig:
     warmup_iterations: int = 20
     checkpoint_every: int = 50
     scale_jitter: tuple[float, ...] = (0.7, 1.3)
+    # random rotation of training crops, in degrees either way (0: none); for images whose
+    # classes do not depend on orientation (shapes, micrographs, aerial views)
+    max_rotation: float = 0.0
     dropout: float = 0.1
     freeze_bn: bool = True
     scales: tuple[float, ...] = (1.0, 0.8, 1.2)
@@ -309,6 +312,12 @@ class EvaluationConfig:
     iou: float = 0.5
     plus_one: bool = False
     recall_n: tuple[int, ...] = (10, 100, 300, 1000)
+    # build every stage's upper bound (rules/oracles.smk) with `all` and show it in the report
+    stage_bounds: bool = False
+
+    def digest(self) -> str:
+        """What the metrics depend on (not ``stage_bounds``, which only adds jobs)."""
+        return section_digest(self.iou, self.plus_one, self.recall_n)
 
 
 @dataclass(frozen=True)
@@ -426,11 +435,36 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
     return cfg
 
 
-def load_config_file(path: str | Path) -> WeaksamConfig:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """One config file as a mapping (not yet validated)."""
     with Path(path).open() as f:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def merge_config(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``, nested mappings merged key by key (Snakemake's rule for several
+    ``--configfile``)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config_file(path: str | Path) -> WeaksamConfig:
+    return load_config(read_config_file(path))
+
+
+def load_config_files(paths: list[str] | list[Path]) -> WeaksamConfig:
+    """Several config files merged in order, as ``snakemake --configfile A B`` merges them."""
+    raw: dict[str, Any] = {}
+    for path in paths:
+        raw = merge_config(raw, read_config_file(path))
     return load_config(raw)
 
 

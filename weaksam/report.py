@@ -23,7 +23,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from weaksam.config import WeaksamConfig
 from weaksam.data.manifest import read_manifest
+from weaksam.evaluation.quality import BOUND_ROWS, stage_figures
 from weaksam.io import atomic_path
 from weaksam.viz.show import draw_stage
 
@@ -133,6 +135,43 @@ def masks_table(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+BOUND_NAMES = {
+    "bound_gt_box_mask_iou_test": "SAM prompted with ground-truth boxes: mask IoU (test)",
+    "bound_corloc_trainval": "head trained on proposals + ground-truth boxes",
+    "bound_ap50_test": "same stage with its input replaced by ground truth",
+    "bound_precision": "PGT from a perfect ranking of the same detections",
+    "bound_recall": "PGT from a perfect ranking of the same detections",
+    "bound_mask_iou_trainval": "SAM prompted with ground-truth boxes (training split)",
+    "bound_mask_ap50_test": "Mask R-CNN trained on ground-truth masks",
+}
+
+
+def bounds_table(results: Path, cfg: WeaksamConfig | None) -> pd.DataFrame:
+    """Each stage's figure beside its upper bound (``snakemake oracles``), so the stage that
+    loses the most stands out."""
+    if cfg is None:
+        return pd.DataFrame()
+    figures = stage_figures(results, cfg)
+    rows = []
+    for stage, key, bound in BOUND_ROWS:
+        for head in cfg.wsod.heads if "{head}" in stage else [""]:
+            name = stage.format(head=head)
+            value = figures.get(name, {}).get(key)
+            limit = figures.get(name, {}).get(bound)
+            if value is None and limit is None:
+                continue
+            rows.append(
+                {
+                    "stage": name,
+                    "figure": key,
+                    "value": value,
+                    "upper bound": limit,
+                    "bound from": BOUND_NAMES.get(bound, bound),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 TABLES = (
     (
         "Classifier and CAM peaks",
@@ -176,7 +215,7 @@ TABLES = (
 )
 
 
-def metrics_html(results: Path, out: str | Path) -> None:
+def metrics_html(results: Path, out: str | Path, cfg: WeaksamConfig | None = None) -> None:
     parts = [
         "<html><head><meta charset='utf-8'><style>"
         "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse;margin-bottom:6px}"
@@ -184,7 +223,16 @@ def metrics_html(results: Path, out: str | Path) -> None:
         "</style></head><body>"
         f"<h2>weaksam metrics: {html.escape(results.name)}</h2>"
     ]
-    for title, make, caption in TABLES:
+    tables: list[tuple[str, Any, str]] = [
+        (
+            "Each stage against its upper bound",
+            lambda r: bounds_table(r, cfg),
+            "every bound replaces the stage's input by ground truth (snakemake oracles, or "
+            "evaluation.stage_bounds: true); empty until the bounds are built",
+        ),
+        *TABLES,
+    ]
+    for title, make, caption in tables:
         frame = make(results)
         parts.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(caption)}</p>")
         if frame.empty:

@@ -54,12 +54,34 @@ def multi_hot(labels: list[list[int]], num_classes: int) -> torch.Tensor:
     return target
 
 
+def rotate(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """(B, 3, H, W) rotated by ``degrees`` (counter-clockwise) about the centre, same size, the
+    corners filled by reflection (no constant borders for the classifier to learn)."""
+    a = math.radians(degrees)
+    _, _, h, w = image.shape
+    # affine_grid works in [-1, 1] per axis: scale the rotation by the aspect ratio
+    theta = torch.tensor(
+        [[math.cos(a), -math.sin(a) * h / w, 0.0], [math.sin(a) * w / h, math.cos(a), 0.0]],
+        dtype=image.dtype,
+    )[None].expand(image.shape[0], 2, 3)
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    return F.grid_sample(
+        image, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+
+
 def augment(
-    image: torch.Tensor, size: int, jitter: tuple[float, float], gen: torch.Generator
+    image: torch.Tensor,
+    size: int,
+    jitter: tuple[float, float],
+    gen: torch.Generator,
+    *,
+    max_rotation: float = 0.0,
 ) -> torch.Tensor:
     """(3, H, W) in [0, 255] -> (3, size, size): rescale so the shorter side is size * U(jitter),
-    flip with probability 1/2, reflect-pad a side shorter than ``size`` (no constant borders for
-    the classifier to learn), then take a random ``size`` x ``size`` crop."""
+    flip with probability 1/2, rotate by U(-max_rotation, max_rotation) degrees (when above 0),
+    reflect-pad a side shorter than ``size`` (no constant borders for the classifier to learn),
+    then take a random ``size`` x ``size`` crop."""
     _, h, w = image.shape
     scale = jitter[0] + (jitter[1] - jitter[0]) * float(torch.rand((), generator=gen))
     factor = size * scale / min(h, w)
@@ -69,6 +91,8 @@ def augment(
     )
     if float(torch.rand((), generator=gen)) < 0.5:
         x = x.flip(-1)
+    if max_rotation > 0:
+        x = rotate(x, max_rotation * (2 * float(torch.rand((), generator=gen)) - 1))
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:
         oy = int(torch.randint(0, ph + 1, (), generator=gen))
@@ -106,8 +130,9 @@ class StepBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         for pos, i in enumerate(idx.tolist()):
             gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1024 + pos)
             jitter = (self.cfg.scale_jitter[0], self.cfg.scale_jitter[1])
+            image = to_tensor(load_rgb(Path(self.paths[i])))
             images.append(
-                augment(to_tensor(load_rgb(Path(self.paths[i]))), self.cfg.train_size, jitter, gen)
+                augment(image, self.cfg.train_size, jitter, gen, max_rotation=self.cfg.max_rotation)
             )
         return torch.stack(images), self.targets[idx]
 

@@ -68,10 +68,12 @@ def class_aware_proposals(
     return (*_cat(boxes, scores, seg.device), empty)
 
 
-def grid_proposals(
+def grid_candidates(
     seg: PromptableSegmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The automatic-mask-generator path with WeakSAM's thresholds, one crop (the image)."""
+    """The automatic-mask-generator path before its box NMS: every multimask output of every
+    grid point (G, 2) that passes the predicted-IoU and stability thresholds, as boxes, scores
+    (predicted IoU) and the count of empty masks."""
     boxes, scores, empty = [], [], 0
     for start in range(0, grid.shape[0], batch):
         p = grid[start : start + batch, None, :]
@@ -79,20 +81,23 @@ def grid_proposals(
         low_res, iou = dec.low_res[:, 1:].flatten(0, 1), dec.iou[:, 1:].flatten()  # 3 per point
         keep = iou > cfg.pred_iou_thresh
         low_res, iou = low_res[keep], iou[keep]
-        mb = (
-            seg.masks_to_boxes(low_res, stability_offset=cfg.stability_score_offset)
-            if low_res.shape[0]
-            else None
-        )
-        if mb is None:
+        if not low_res.shape[0]:
             continue
+        mb = seg.masks_to_boxes(low_res, stability_offset=cfg.stability_score_offset)
         ok = mb.areas > 0
         if cfg.stability_score_thresh > 0:  # as SAM: >=, and no filter at a threshold of 0
             ok &= mb.stability >= cfg.stability_score_thresh
         empty += int((mb.areas == 0).sum())
         boxes.append(mb.boxes[ok])
         scores.append(iou[ok])
-    b, s = _cat(boxes, scores, seg.device)
+    return (*_cat(boxes, scores, seg.device), empty)
+
+
+def grid_proposals(
+    seg: PromptableSegmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The automatic-mask-generator path with WeakSAM's thresholds, one crop (the image)."""
+    b, s, empty = grid_candidates(seg, grid, cfg, batch)
     kept = mask_box_nms(b, s, cfg.box_nms_thresh)
     return b[kept], s[kept], empty
 

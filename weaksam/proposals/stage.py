@@ -171,3 +171,42 @@ def recall_stage(
     result.update({"method": method, "split": split, "min_side": cfg.proposals.min_side})
     write_json(out, result, indent=2)
     logger.info("recall %s %s: %s", method, split, result)
+
+
+def oracle_proposals_stage(
+    manifest_path: str,
+    store_path: str,
+    gt_path: str,
+    split: str,
+    out: str,
+    *,
+    digest: str,
+    oracle_digest: str,
+) -> None:
+    """The WSOD stage's upper bound input: every image's proposals followed by its ground-truth
+    boxes (crowd boxes left out; source ``ground_truth``, score 1), in a store of its own."""
+    frame = read_manifest(manifest_path).split(split)
+    gt = load_ground_truth(gt_path)
+    with ProposalReader(store_path, config_digest=digest) as reader:
+        attrs = {k: reader.attr(k) for k in ("model", "classes", "split")}
+        attrs.update({"sources": SOURCES, "method": "weaksam+ground_truth"})
+        with ShardWriter(
+            out, kind=PROPOSAL_STORE_KIND, config_digest=oracle_digest, attrs=attrs
+        ) as writer:
+            for row in frame.itertuples():
+                p = reader.raw(str(row.image_id))
+                sel = (gt.box_image_ids == int(row.coco_id)) & ~gt.crowd
+                boxes = gt.boxes[sel].astype(np.float32)
+                _write(
+                    writer,
+                    str(row.image_id),
+                    ImageProposals(
+                        np.concatenate([p.boxes, boxes]),
+                        np.concatenate([p.scores, np.ones(len(boxes), np.float32)]),
+                        np.concatenate(
+                            [p.source, np.full(len(boxes), SOURCES["ground_truth"], np.uint8)]
+                        ),
+                        0,
+                    ),
+                )
+    logger.info("%s: proposals and ground-truth boxes of %d images", out, len(frame))

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 PROPOSAL_STORE_KIND = "proposals"
 
 # The codes of the ``source`` dataset, recorded in every store's attributes.
-SOURCES = {"grid": 0, "peak": 1, "peak_class": 2, "selective_search": 3}
+SOURCES = {"grid": 0, "peak": 1, "peak_class": 2, "selective_search": 3, "ground_truth": 4}
 
 
 @dataclass(frozen=True)

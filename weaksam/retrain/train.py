@@ -60,10 +60,12 @@ class TrainImage:
 
 
 def read_targets(instances: dict[str, Any], *, masks: bool) -> list[TrainImage]:
-    """One entry per image of a COCO instances file (category ids 1..K)."""
+    """One entry per image of a COCO instances file (category ids 1..K). Crowd annotations
+    (ground truth used as an upper bound) are not objects to learn and are left out."""
     by_image: dict[int, list[dict[str, Any]]] = {}
     for a in instances["annotations"]:
-        by_image.setdefault(int(a["image_id"]), []).append(a)
+        if not a.get("iscrowd", 0):
+            by_image.setdefault(int(a["image_id"]), []).append(a)
     out = []
     for img in instances["images"]:
         anns = by_image.get(int(img["id"]), [])

@@ -1,0 +1,157 @@
+"""Choose the CAM classifier's settings on the training split, never the test split.
+
+The training split is cut into ``--folds`` parts; for every variant (a set of ``cam`` keys over
+the config's) and fold, a classifier is trained on the other parts and judged on the held-out
+part: image-level mAP, and pointing accuracy of the top CAM peak of each (image, class), both with
+the classes the classifier predicts (end to end, as the test split runs) and with the image's
+labelled classes (localisation alone, as the training split runs). Results, with the machine,
+go to ``bench/results/tune_cam_<dataset>.json``.
+
+    .venv/bin/snakemake results/demo/manifest.parquet --profile profiles/local   # data first
+    .venv/bin/python bench/tune_cam.py config/config.yaml \
+        --variant base='{}' --variant full='{"train_size": 256}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.machine import machine_info  # noqa: E402
+from weaksam.cam.extract import multiscale_cams  # noqa: E402
+from weaksam.cam.imaging import to_tensor  # noqa: E402
+from weaksam.cam.peaks import peak_points  # noqa: E402
+from weaksam.cam.train import multi_hot, predict_scores, train_classifier  # noqa: E402
+from weaksam.config import WeaksamConfig, load_config_files  # noqa: E402
+from weaksam.data.images import load_rgb  # noqa: E402
+from weaksam.data.manifest import Manifest, read_manifest  # noqa: E402
+from weaksam.evaluation.classification import multilabel_map  # noqa: E402
+from weaksam.evaluation.cocofiles import GroundTruth, load_ground_truth  # noqa: E402
+
+
+def _top_peak_hits(
+    cams: np.ndarray, class_ids: np.ndarray, boxes: np.ndarray, labels: np.ndarray, cfg: Any
+) -> list[bool]:
+    """Per kept class: does its top peak fall inside a ground-truth box of that class?"""
+    hits = []
+    for k, c in enumerate(class_ids.tolist()):
+        pts, _ = peak_points(
+            cams[k], kernel=cfg.prompts.peak_kernel, top_k=cfg.prompts.top_k, threshold=0.0
+        )
+        if not len(pts):
+            hits.append(False)
+            continue
+        x, y = pts[0] + 0.5
+        b = boxes[labels == c]
+        hits.append(bool(((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])).any()))
+    return hits
+
+
+def evaluate_fold(
+    model: torch.nn.Module, frame: pd.DataFrame, gt: GroundTruth, cfg: WeaksamConfig, classes: int
+) -> dict[str, Any]:
+    scores = predict_scores(model, frame["path"].tolist(), max_side=cfg.cam.train_size)  # type: ignore[arg-type]
+    targets = multi_hot(frame["labels"].tolist(), classes).numpy().astype(bool)
+    predicted: list[bool] = []
+    labelled: list[bool] = []
+    for row in frame.itertuples(index=False):
+        sel = gt.box_image_ids == int(row.coco_id)
+        image = to_tensor(load_rgb(Path(row.path)))
+        for labels, out in ((None, predicted), (list(row.labels), labelled)):
+            res = multiscale_cams(model, image, cfg.cam, labels=labels)  # type: ignore[arg-type]
+            out += _top_peak_hits(res.cams, res.class_ids, gt.boxes[sel], gt.labels[sel], cfg)
+    return {
+        "map": multilabel_map(scores, targets, tuple(str(i) for i in range(classes)))["map"],
+        "pointing_predicted": float(np.mean(predicted)) if predicted else 0.0,
+        "pointing_labelled": float(np.mean(labelled)) if labelled else 0.0,
+        "points_predicted": len(predicted),
+        "points_labelled": len(labelled),
+    }
+
+
+def run_variant(
+    cfg: WeaksamConfig,
+    manifest: Manifest,
+    gt: GroundTruth,
+    overrides: dict[str, Any],
+    folds: int,
+    threads: int,
+) -> dict[str, Any]:
+    cam = replace(
+        cfg.cam, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    )
+    run_cfg = replace(cfg, cam=cam)
+    train = manifest.split(cfg.dataset.train_split)
+    order = np.random.default_rng(cfg.compute.seed).permutation(len(train))
+    parts = np.array_split(order, folds)
+    per_fold = []
+    t0 = time.perf_counter()
+    for f, held in enumerate(parts):
+        frame = manifest.frame.copy()
+        is_train = frame["split"] == cfg.dataset.train_split
+        held_ids = set(train.iloc[held]["image_id"])
+        frame.loc[is_train & frame["image_id"].isin(held_ids), "split"] = "held_out"
+        fold_manifest = Manifest(frame, manifest.classes, manifest.dataset)
+        torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            model = train_classifier(
+                fold_manifest, cfg.dataset.train_split, cam, cfg.assets,
+                out=Path(tmp) / "m.pt", work=Path(tmp) / "w.pt", seed=cfg.compute.seed + f,
+                log_path=Path(tmp) / "log.tsv",
+            )  # fmt: skip
+        per_fold.append(
+            evaluate_fold(
+                model, fold_manifest.split("held_out"), gt, run_cfg, len(manifest.classes)
+            )
+        )
+        print(f"  fold {f}: {json.dumps(per_fold[-1])}", flush=True)
+    keys = ("map", "pointing_predicted", "pointing_labelled")
+    return {
+        "overrides": overrides,
+        "mean": {k: float(np.mean([p[k] for p in per_fold])) for k in keys},
+        "folds": per_fold,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("config", nargs="+", help="config file(s), later ones override")
+    ap.add_argument("--variant", action="append", default=[], help="name=JSON of cam keys")
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    cfg = load_config_files([REPO / "config" / "config.yaml", *args.config])  # as the Snakefile
+    results_dir = REPO / "results" / cfg.dataset.name
+    manifest = read_manifest(results_dir / "manifest.parquet")
+    gt = load_ground_truth(results_dir / "gt" / f"{cfg.dataset.train_split}.json")
+    variants = dict(v.split("=", 1) for v in args.variant) or {"config": "{}"}
+    out = args.out or REPO / "bench" / "results" / f"tune_cam_{cfg.dataset.name}.json"
+    record: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    record.update({"config": args.config, "folds": args.folds, "machine": machine_info()})
+    record.setdefault("variants", {})
+    for name, text in variants.items():
+        print(f"variant {name}: {text}", flush=True)
+        record["variants"][name] = run_variant(
+            cfg, manifest, gt, json.loads(text), args.folds, args.threads
+        )
+        print(f"variant {name}: {json.dumps(record['variants'][name]['mean'])}", flush=True)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
