@@ -6,7 +6,7 @@ spread, with the wall time of each stage, the commit and the machine.
     .venv/bin/python bench/quality.py config/config.yaml --results results/demo   # collect only
 
 Each seed runs ``snakemake all oracles`` (the workflow and the stage bounds of
-rules/oracles.smk) with ``compute.seed`` = the config's seed + i; seed i > 0 writes to
+rules/oracles.smk; ``--bound-seeds N`` runs the bounds for the first N seeds only) with ``compute.seed`` = the config's seed + i; seed i > 0 writes to
 ``results/<name>_seed<i>/``. The data stay the same across seeds (a generated dataset keeps
 its own ``dataset.shapes.seed``); only training draws change. The result goes to
 ``bench/results/quality_<name>.json``; when that file already exists, every figure whose mean
@@ -96,11 +96,13 @@ def stage_seconds(results: Path) -> dict[str, float]:
     return {k: round(v, 1) for k, v in sorted(seconds.items())}
 
 
-def run_workflow(configs: list[str], overlay: dict[str, Any], cores: int) -> float:
+def run_workflow(
+    configs: list[str], overlay: dict[str, Any], cores: int, targets: list[str]
+) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(overlay, f)
     cmd = [
-        str(REPO / ".venv" / "bin" / "snakemake"), "all", "oracles", "--profile", "profiles/local",
+        str(REPO / ".venv" / "bin" / "snakemake"), *targets, "--profile", "profiles/local",
         "--cores", str(cores), "--configfile", *configs, f.name,
     ]  # fmt: skip
     t0 = time.perf_counter()
@@ -149,6 +151,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--results", type=Path, default=None, help="collect a finished folder only")
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument(
+        "--bound-seeds",
+        type=int,
+        default=None,
+        help="run the stage bounds (snakemake oracles) for the first N seeds only (default: all)",
+    )
     ap.add_argument("--targets", default=None, help="target set (default: the dataset name)")
     args = ap.parse_args()
     configs = [str(Path(c)) for c in args.config]
@@ -166,7 +174,10 @@ def main() -> None:
         wall = None
         if args.results is None:
             print(f"quality: seed {seed} -> results/{folder_name}", flush=True)
-            wall = run_workflow(configs, overlay, args.cores)
+            bounds = args.bound_seeds is None or i < args.bound_seeds
+            overlay["evaluation"]["stage_bounds"] = bounds
+            targets = ["all", "oracles"] if bounds else ["all"]
+            wall = run_workflow(configs, overlay, args.cores, targets)
         results = args.results or REPO / "results" / folder_name
         runs.append(
             {

@@ -6,7 +6,8 @@ For a sample of training images (each embedded once), every combination of grid 
 workflow's own peak prompts (``prompts/<split>.parquet``), passed through the load-time filters and
 scored: recall at IoU 0.5 / 0.7 against the ground truth, boxes per image and decoder seconds per
 image. Two bounds come with it: the best of SAM's three outputs prompted at each object's interior
-point (what a perfect peak would give) and SAM prompted with each ground-truth box. Results go to
+point (what a perfect peak would give; also each output alone, which says which outputs to
+keep) and SAM prompted with each ground-truth box. Results go to
 ``bench/results/tune_proposals_<dataset>.json`` with the machine.
 
     .venv/bin/snakemake results/demo/prompts/trainval.parquet --profile profiles/local
@@ -96,7 +97,13 @@ def main() -> None:
     keeps = [tuple(int(k) for k in text.split(",")) for text in args.keeps]
     combos: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, float] = {"encoder": 0.0}
-    bounds: dict[str, list[np.ndarray]] = {"interior_point_best_of_3": [], "gt_box_prompt": []}
+    bounds: dict[str, list[np.ndarray]] = {
+        "interior_point_output_0": [],
+        "interior_point_output_1": [],
+        "interior_point_output_2": [],
+        "interior_point_best_of_3": [],
+        "gt_box_prompt": [],
+    }
     gts: list[np.ndarray] = []
     from pycocotools import mask as mask_utils
 
@@ -145,6 +152,9 @@ def main() -> None:
         pts = _interior_points(masks)
         if len(pts):
             dec = seg.decode(pts[:, None], torch.ones(len(pts), 1, dtype=torch.long))
+            for k in range(3):
+                mb = seg.masks_to_boxes(dec.low_res[:, 1 + k])
+                bounds[f"interior_point_output_{k}"].append(mb.boxes.numpy())
             best = []
             for i in range(len(pts)):
                 mb = seg.masks_to_boxes(dec.low_res[i, 1:])

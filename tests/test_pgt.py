@@ -117,7 +117,10 @@ def test_perfect_ranking_scores_each_detection_by_its_best_overlap_of_its_class(
 
     gt = ground_truth_from_dict(
         {
-            "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+            "images": [
+                {"id": 1, "width": 100, "height": 100},
+                {"id": 2, "width": 100, "height": 100},
+            ],
             "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
             "annotations": [
                 {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},

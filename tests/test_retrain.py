@@ -164,3 +164,20 @@ def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
     torch.save({"kind": "wsod", "format_version": 1, "x": np.zeros(1).tolist()}, bad)
     with pytest.raises(ValueError, match="not a weaksam detector checkpoint"):
         load_checkpoint(bad)
+
+
+def test_backbone_rate_and_a_frozen_backbone() -> None:
+    from weaksam.retrain.train import build_from_config, param_groups
+
+    cfg = small_cfg(lr=0.02, backbone_lr_mult=0.1)
+    model = build_from_config(cfg, AssetsConfig(), 5, masks=False, pretrained=False)
+    rest, body = param_groups(model, cfg)
+    assert (rest["lr"], body["lr"]) == (0.02, pytest.approx(0.002))
+    body_ids = {id(p) for p in model.backbone.body.parameters()}
+    assert {id(p) for p in body["params"]} == body_ids
+    assert not body_ids & {id(p) for p in rest["params"]}  # the reduction conv, RPN, heads
+    frozen = build_from_config(
+        small_cfg(backbone_lr_mult=0.0), AssetsConfig(), 5, masks=False, pretrained=False
+    )
+    assert not any(p.requires_grad for p in frozen.backbone.body.parameters())
+    assert param_groups(frozen, small_cfg(backbone_lr_mult=0.0))[1]["params"] == []

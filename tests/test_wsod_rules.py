@@ -250,13 +250,18 @@ def test_param_groups_bias_and_refinement_rates() -> None:
 
     def rates(cfg: WsodConfig, head: str) -> set[tuple[float, float]]:
         groups = param_groups(named, lr=cfg.lr, cfg=cfg, head=head)  # type: ignore[arg-type]
-        return {(g["lr"], g["weight_decay"]) for g in groups}
+        return {(float(f"{g['lr']:.6g}"), g["weight_decay"]) for g in groups}
 
     assert rates(cfg, "mist") == {(1e-5, 5e-4), (2e-5, 0.0), (1e-4, 5e-4), (2e-4, 0.0)}
     # unset: OICR's refinement layers at 10x (METHOD.md 7.2), MIST's at 1x
     default = replace(cfg, refine_lr_mult=None)
     assert rates(default, "oicr") == {(1e-5, 5e-4), (2e-5, 0.0), (1e-4, 5e-4), (2e-4, 0.0)}
     assert rates(default, "mist") == {(1e-5, 5e-4), (2e-5, 0.0)}
+    # the backbone at 0.1 x: weight 1e-6, bias 2e-6
+    conv = torch.nn.Conv2d(1, 1, 1)
+    named += [("backbone.body.0.weight", conv.weight), ("backbone.body.0.bias", conv.bias)]
+    tenth = replace(default, backbone_lr_mult=0.1)
+    assert rates(tenth, "mist") == {(1e-5, 5e-4), (2e-5, 0.0), (1e-6, 5e-4), (2e-6, 0.0)}
 
 
 def test_batch_indices_cover_an_epoch() -> None:

@@ -208,6 +208,8 @@ class WsodConfig:
     lr: float = 1e-5
     weight_decay: float = 5e-4
     bias_lr_mult: float = 2.0
+    # the pretrained backbone's rate relative to lr; 0 freezes it (no backward through it)
+    backbone_lr_mult: float = 1.0
     # None: the head's own rate for its refinement (and box) layers: x10 for OICR (METHOD.md 7.2),
     # x1 for MIST (wetectron has no multiplier)
     refine_lr_mult: float | None = None
@@ -273,6 +275,8 @@ class RetrainConfig:
     batch_size: int = 16
     images_per_forward: int = 2
     lr: float = 0.02
+    # the pretrained backbone body's rate relative to lr; 0 freezes it (no backward through it)
+    backbone_lr_mult: float = 1.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iterations: int = 30

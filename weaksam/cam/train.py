@@ -25,7 +25,7 @@ from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.logs import progress
-from weaksam.models.backbones import build_backbone, freeze_batchnorm
+from weaksam.models.backbones import build_backbone, freeze_batchnorm, freeze_parameters
 from weaksam.models.classifier import CamClassifier
 from weaksam.training import load_state, save_state
 
@@ -43,6 +43,8 @@ def build_classifier(
     )
     if cfg.freeze_bn:
         freeze_batchnorm(backbone)
+    if cfg.backbone_lr_mult == 0:
+        freeze_parameters(backbone)
     return CamClassifier(backbone, num_classes, dropout=cfg.dropout)
 
 

@@ -234,6 +234,13 @@ def freeze_batchnorm(model: nn.Module) -> None:
             freeze_batchnorm(child)
 
 
+def freeze_parameters(module: nn.Module) -> None:
+    """No gradient for any parameter of ``module`` (a backbone trained at rate 0): its backward
+    pass is skipped altogether."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
 def feature_size(size: int, stride: int) -> int:
     """Feature-map side for an input side (convolutions with "same"-style padding)."""
     return math.ceil(size / stride)

@@ -32,6 +32,7 @@ from weaksam.data.images import load_rgb
 from weaksam.data.masks import segmentation_to_mask
 from weaksam.evaluation.cocofiles import xywh_to_xyxy
 from weaksam.logs import progress
+from weaksam.models.backbones import freeze_parameters
 from weaksam.retrain.detector import DropRoIHeads, RoiDropParams, build_detector
 from weaksam.training import (
     Distributed,
@@ -128,7 +129,7 @@ def build_from_config(
         thresh_reg=cfg.roi_drop.thresh_reg,
         beta=cfg.box_loss_beta,
     )
-    return build_detector(
+    model = build_detector(
         cfg.backbone,
         num_classes,
         masks=masks,
@@ -139,6 +140,22 @@ def build_from_config(
         max_size=cfg.max_size,
         sizes=cfg.sizes,
     )
+    if cfg.backbone_lr_mult == 0:
+        freeze_parameters(model.backbone.body)
+    return model
+
+
+def param_groups(model: FasterRCNN, cfg: RetrainConfig) -> list[dict[str, Any]]:
+    """The pretrained backbone body at ``backbone_lr_mult`` x the rate, everything else (FPN or
+    reduction, RPN, heads) at the rate."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    body = [p for n, p in named if n.startswith("backbone.body.")]
+    rest = [p for n, p in named if not n.startswith("backbone.body.")]
+    lr_body = cfg.lr * cfg.backbone_lr_mult
+    return [
+        {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr},
+        {"params": body, "lr": lr_body, "base_lr": lr_body},
+    ]
 
 
 def save_checkpoint(
@@ -199,9 +216,8 @@ def train_detector(
     torch.manual_seed(seed)
     model = build_from_config(cfg, assets, len(classes), masks=masks, pretrained=pretrained)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(
-        [{"params": params, "base_lr": cfg.lr}],
+        param_groups(model, cfg),
         lr=cfg.lr,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
@@ -252,7 +268,7 @@ def train_detector(
                     parts[k] = parts.get(k, 0.0) + float(v.detach()) * len(group_items) / len(batch)
                 dropped += heads.last_dropped
                 foreground += heads.last_foreground
-            ddp.sum_gradients(params)
+            ddp.sum_gradients([p for g in opt.param_groups for p in g["params"]])
             opt.step()
             total = ddp.sum_value(total)
             if log is not None:

@@ -31,7 +31,7 @@ from torch import nn
 from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
 from weaksam.logs import progress
-from weaksam.models.backbones import build_backbone, freeze_batchnorm
+from weaksam.models.backbones import build_backbone, freeze_batchnorm, freeze_parameters
 from weaksam.training import (
     Distributed,
     batch_indices,
@@ -64,6 +64,8 @@ def build_wsod_net(
         output_stride=cfg.output_stride,
     )
     freeze_batchnorm(backbone)  # one image per forward
+    if cfg.backbone_lr_mult == 0:
+        freeze_parameters(backbone)
     dropblock = None
     if cfg.dropblock.enabled:
         dropblock = ConcreteDropBlock(
@@ -109,17 +111,19 @@ def param_groups(
     named: list[tuple[str, nn.Parameter]], *, lr: float, cfg: WsodConfig, head: Head
 ) -> list[dict[str, Any]]:
     """Weights at ``lr`` with weight decay, biases at ``bias_lr_mult`` x without; the refinement
-    and box layers take ``refine_lr_mult(cfg, head)`` on top."""
+    and box layers take ``refine_lr_mult(cfg, head)`` on top, the backbone ``backbone_lr_mult``."""
     refine = refine_lr_mult(cfg, head)
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     for name, p in named:
         is_bias = name.endswith(".bias") or p.dim() == 1
         is_refine = name.startswith(("refine.", "bbox_pred."))
-        groups.setdefault((is_bias, is_refine), []).append(p)
+        is_backbone = name.startswith("backbone.")
+        groups.setdefault((is_bias, is_refine, is_backbone), []).append(p)
     out = []
-    for (is_bias, is_refine), params in sorted(groups.items()):
+    for (is_bias, is_refine, is_backbone), params in sorted(groups.items()):
         base = lr * (cfg.bias_lr_mult if is_bias else 1.0)
         base *= refine if is_refine else 1.0
+        base *= cfg.backbone_lr_mult if is_backbone else 1.0
         out.append(
             {
                 "params": params,
