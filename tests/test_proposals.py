@@ -201,3 +201,61 @@ def test_grid_nms_sees_sams_inclusive_mask_boxes() -> None:
     scores = torch.tensor([0.9, 0.8, 0.7])
     # C = [2, 0, 4, 4] -> [2, 0, 3, 3] inside A's [0, 0, 3, 3]: IoU 1 x 3 / 9 = 0.33, dropped
     assert mask_box_nms(boxes, scores, 0.3).tolist() == [0, 1]
+
+
+def test_recall_and_the_oracle_store_leave_crowd_boxes_out(tmp_path: Path) -> None:
+    """Proposals equal to each image's boxes: recall counts every box but the crowd one; the
+    WSOD bound's store appends the non-crowd boxes, source ``ground_truth``, score 1."""
+    import json
+
+    from tests.conftest import build_tiny_shapes
+    from weaksam.config import load_config
+    from weaksam.data.manifest import read_manifest
+    from weaksam.evaluation.cocofiles import load_ground_truth
+    from weaksam.proposals.stage import oracle_proposals_stage, recall_stage
+
+    out = build_tiny_shapes(tmp_path, num_trainval=2)
+    gt_path = out / "gt" / "trainval.json"
+    raw = json.loads(gt_path.read_text())
+    raw["annotations"][0]["iscrowd"] = 1
+    gt_path.write_text(json.dumps(raw))
+    gt = load_ground_truth(gt_path)
+    frame = read_manifest(out / "manifest.parquet").split("trainval")
+    store = tmp_path / "p.h5"
+    attrs = {"method": "m", "model": "stub", "classes": "[]", "split": "trainval"}
+    with ShardWriter(store, kind="proposals", config_digest="d", attrs=attrs) as w:
+        for row in frame.itertuples():
+            boxes = gt.boxes[gt.box_image_ids == int(row.coco_id)].astype(np.float32)
+            n = len(boxes)
+            w.write(
+                str(row.image_id),
+                {"boxes": boxes, "scores": np.ones(n, np.float32), "source": np.zeros(n, np.uint8)},
+            )
+    cfg = load_config({"dataset": {"name": "t", "format": "shapes"}, "proposals": {"min_side": 1}})
+    recall_stage(
+        cfg,
+        str(out / "manifest.parquet"),
+        str(store),
+        str(gt_path),
+        "trainval",
+        str(tmp_path / "r.json"),
+    )
+    result = json.loads((tmp_path / "r.json").read_text())
+    total = len(raw["annotations"])
+    assert result["num_gt"] == total - 1  # the crowd box is left out
+    assert result["recall"]["0.5"][-1] == 1.0  # "all" proposals
+
+    oracle_proposals_stage(
+        str(out / "manifest.parquet"), str(store), str(gt_path), "trainval",
+        str(tmp_path / "o.h5"), digest="d", oracle_digest="o",
+    )  # fmt: skip
+    added = 0
+    with ProposalReader(tmp_path / "o.h5", config_digest="o") as reader:
+        for row in frame.itertuples():
+            p = reader.raw(str(row.image_id))
+            own = int((gt.box_image_ids == int(row.coco_id)).sum())
+            gts = p.source == SOURCES["ground_truth"]
+            assert len(p.boxes) - gts.sum() == own  # the proposals first, unchanged
+            assert (p.scores[gts] == 1).all()
+            added += int(gts.sum())
+    assert added == total - 1

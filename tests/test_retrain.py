@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -117,6 +118,39 @@ def test_train_logs_dropped_rois_and_detects(tiny: Path, tmp_path: Path) -> None
     assert len(tta["scores"]) <= 5 and (tta["boxes"][:, 2] <= 64.01).all()
 
 
+class _FakeMaskRCNN(torch.nn.Module):
+    """One detection per pass: a box over the image's left quarter with its mask, scored by the
+    pass's size (so the largest size wins the NMS)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roi_heads = SimpleNamespace()
+        self.transform = SimpleNamespace(min_size=(0,), max_size=0)
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        x = images[0]
+        h, w = x.shape[-2:]
+        mask = torch.zeros(1, 1, h, w)
+        mask[..., : w // 4] = 1.0
+        flipped = bool(x[0, 0, 0] < x[0, 0, -1])  # the test image rises to the left
+        box = torch.tensor([[0.0, 0.0, w / 4, float(h)]])
+        score = torch.tensor([self.transform.min_size[0] / 1000 + (0.0001 if flipped else 0.0)])
+        return [{"boxes": box, "scores": score, "labels": torch.tensor([1]), "masks": mask}]
+
+
+def test_tta_keeps_each_detections_mask_mirrored_with_its_box() -> None:
+    image = torch.linspace(1, 0, 40).expand(3, 20, 40).clone()  # (3, H=20, W=40)
+    cfg = RetrainConfig(tta_sizes=(32, 64), tta_flip=True, max_per_image=10)
+    dets = detect(_FakeMaskRCNN(), image, cfg)  # type: ignore[arg-type]
+    # the four passes give the same box (the mirrored passes map back to x 30..40 instead):
+    # NMS keeps one per distinct box, the best-scored: size 64, mirrored -> box [30, 0, 40, 20]
+    assert dets["boxes"].tolist() == [[30.0, 0.0, 40.0, 20.0], [0.0, 0.0, 10.0, 20.0]]
+    assert dets["masks"].shape == (2, 1, 20, 40)
+    # each mask lies under its own box
+    assert dets["masks"][0, 0, :, 30:].all() and not dets["masks"][0, 0, :, :30].any()
+    assert dets["masks"][1, 0, :, :10].all() and not dets["masks"][1, 0, :, 10:].any()
+
+
 def test_mask_rcnn_trains_and_gives_rle(tiny: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     out = tmp_path / "mask.pt"
@@ -131,6 +165,7 @@ KILL_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {repo!r})
 from pathlib import Path
+from types import SimpleNamespace
 from tests.test_retrain import _train, small_cfg
 torch.set_num_threads(1)
 _train(Path({tiny!r}), Path({out!r}), small_cfg(iterations=16))

@@ -156,13 +156,8 @@ def recall_stage(
     gt_sets, prop_sets = [], []
     with ProposalReader(store_path, min_side=cfg.proposals.min_side) as reader:
         for row in frame.itertuples():
-            sel = gt.box_image_ids == int(row.coco_id)
-            crowd = (
-                np.array([bool(a.get("iscrowd", 0)) for a in gt.raw["annotations"]])[sel]
-                if len(gt.raw["annotations"])
-                else np.zeros(0, bool)
-            )
-            gt_sets.append(gt.boxes[sel][~crowd])
+            sel = (gt.box_image_ids == int(row.coco_id)) & ~gt.crowd
+            gt_sets.append(gt.boxes[sel])
             prop_sets.append(reader.load(str(row.image_id), int(row.width), int(row.height)).boxes)
         method = reader.attr("method")
     result = proposal_recall(

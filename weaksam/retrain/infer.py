@@ -2,8 +2,9 @@
 
 One pass at ``test_size`` by default. With ``tta_sizes``, every size (and its mirror when
 ``tta_flip``) is run, the boxes are mapped back, pooled, and per-class NMS at ``nms`` keeps the
-best ``max_per_image`` (detectron2's TTA pools and re-runs NMS the same way). Masks are taken
-from the single plain pass only (no mask TTA).
+best ``max_per_image`` (detectron2's TTA pools and re-runs NMS the same way). For Mask R-CNN each
+kept detection keeps the mask of the pass that produced it (mirrored back with its box); masks
+are not averaged across passes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def detect(model: FasterRCNN, image: torch.Tensor, cfg: RetrainConfig) -> dict[s
     scores = torch.cat([r["scores"] for r in runs])
     labels = torch.cat([r["labels"] for r in runs])
     keep = batched_nms(boxes, scores, labels, cfg.nms)[: cfg.max_per_image]
-    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+    out = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
+    if "masks" in plain:
+        out["masks"] = torch.cat([r["masks"] for r in runs])[keep]
+    return out
 
 
 def coco_results(dets: dict[str, torch.Tensor], coco_image_id: int) -> list[dict[str, Any]]:
