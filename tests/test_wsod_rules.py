@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from tests.reference_wsod import reference_mist, reference_oicr
-from weaksam.config import MistConfig, OicrConfig, WsodConfig
+from weaksam.config import DropBlockConfig, MistConfig, OicrConfig, WsodConfig
 from weaksam.training import batch_indices
 from weaksam.wsod.boxes import decode, encode, hflip_boxes
 from weaksam.wsod.infer import postprocess
 from weaksam.wsod.losses import image_loss, mist_refine_loss, oicr_refine_loss, wsddn_loss
 from weaksam.wsod.model import WsodOutput
 from weaksam.wsod.pseudo_labels import greedy_nms, mist_pseudo_labels, oicr_pseudo_labels
-from weaksam.wsod.train import lr_factor, param_groups
+from weaksam.wsod.train import dropblock_lr_factor, lr_factor, param_groups
 
 
 def t(x: list[list[float]] | list[float]) -> torch.Tensor:
@@ -236,6 +236,27 @@ def test_lr_schedule_by_hand() -> None:
     assert lr_factor(19999, cfg) == pytest.approx(1.0)
     assert lr_factor(20000, cfg) == pytest.approx(0.1)
     assert lr_factor(26700, cfg) == pytest.approx(0.01)
+
+
+def test_dropblock_schedule_by_hand() -> None:
+    # VOC: the detector's warm-up (200 from 1/3) and steps (20000, 26700), x3 at each
+    cfg = WsodConfig(dropblock=DropBlockConfig(enabled=True))
+    assert dropblock_lr_factor(0, cfg) == pytest.approx(1 / 3)
+    assert dropblock_lr_factor(100, cfg) == pytest.approx(1 / 3 * 0.5 + 0.5)
+    assert dropblock_lr_factor(19999, cfg) == pytest.approx(1.0)
+    assert dropblock_lr_factor(20000, cfg) == pytest.approx(3.0)
+    assert dropblock_lr_factor(26700, cfg) == pytest.approx(9.0)
+    assert lr_factor(26700, cfg) == pytest.approx(0.01)  # while the detector's falls
+    # COCO: its own 500-step warm-up and x0.1 at 30000
+    coco = replace(
+        cfg,
+        dropblock=DropBlockConfig(
+            enabled=True, gamma=0.1, lr_steps=(30000,), warmup_iterations=500
+        ),
+    )
+    assert dropblock_lr_factor(250, coco) == pytest.approx(1 / 3 * 0.5 + 0.5)
+    assert dropblock_lr_factor(29999, coco) == pytest.approx(1.0)
+    assert dropblock_lr_factor(30000, coco) == pytest.approx(0.1)
 
 
 def test_param_groups_bias_and_refinement_rates() -> None:

@@ -189,6 +189,13 @@ class DropBlockConfig:
     temperature: float = 0.01
     adversarial_weight: float = 0.01
     lr: float = 1e-5
+    # The generator's own schedule (METHOD.md 7.1: MIST's VOC config triples the rate at the
+    # detector's steps; COCO takes wetectron's defaults, x0.1 at 30k after a 500-step warm-up).
+    # lr_steps / warmup_iterations None: the detector's.
+    gamma: float = 3.0
+    lr_steps: tuple[int, ...] | None = None
+    warmup_iterations: int | None = None
+    warmup_factor: float = 1.0 / 3
 
 
 @dataclass(frozen=True)

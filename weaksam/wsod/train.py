@@ -12,8 +12,8 @@
 - bf16 autocast on CUDA; the losses are computed in fp32.
 - A checkpoint every ``checkpoint_every`` steps, resumed from when present.
 - Optional Concrete DropBlock, trained adversarially: after the detector's step a fresh forward
-  and a step of the block generator on -``adversarial_weight`` x the loss. Deviation: its rate is
-  constant (MIST multiplies it by 3 at the detector's lr steps).
+  and a step of the block generator on -``adversarial_weight`` x the loss, with a schedule of its
+  own (``dropblock_lr_factor``: MIST's VOC config multiplies its rate by 3 at the detector's steps).
 """
 
 from __future__ import annotations
@@ -95,6 +95,21 @@ def lr_factor(step: int, cfg: WsodConfig) -> float:
         warmup_factor=cfg.warmup_factor,
         lr_steps=cfg.lr_steps,
         gamma=cfg.gamma,
+    )
+
+
+def dropblock_lr_factor(step: int, cfg: WsodConfig) -> float:
+    """The block generator's schedule: ``dropblock.gamma`` at its steps (the detector's when
+    unset) after its warm-up (the detector's length when unset)."""
+    db = cfg.dropblock
+    return step_lr_factor(
+        step,
+        warmup_iterations=cfg.warmup_iterations
+        if db.warmup_iterations is None
+        else db.warmup_iterations,
+        warmup_factor=db.warmup_factor,
+        lr_steps=cfg.lr_steps if db.lr_steps is None else db.lr_steps,
+        gamma=db.gamma,
     )
 
 
@@ -265,10 +280,13 @@ def train_wsod(
     t0 = time.perf_counter()
     try:
         for step in progress(range(start, end), desc=f"wsod {head}", total=end - start):
-            factor = lr_factor(step, cfg)
-            for o in optimizers.values():
+            factors = {
+                "detector": lr_factor(step, cfg),
+                "dropblock": dropblock_lr_factor(step, cfg),
+            }
+            for name, o in optimizers.items():
                 for group in o.param_groups:
-                    group["lr"] = group["base_lr"] * factor
+                    group["lr"] = group["base_lr"] * factors[name]
             batch = batch_indices(step, len(rows), cfg.batch_size, seed)
             mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
             opt.zero_grad(set_to_none=True)
