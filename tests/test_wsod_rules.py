@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +300,33 @@ def test_postprocess_nms_per_class_and_top_k() -> None:
     dets = postprocess(scores, boxes.clone(), WsodConfig(test_nms=0.3, max_per_image=3))
     got = sorted(zip(dets.labels.tolist(), dets.scores.tolist(), strict=True), key=lambda x: -x[1])
     assert [(c, round(s, 3)) for c, s in got] == [(0, 0.9), (1, 0.5), (0, 0.3)]
+
+
+def test_vgg16_fc6_fc7_start_from_the_weight_file(tmp_path: Path) -> None:
+    from torch import nn
+
+    from weaksam.models.backbones import load_vgg16_fc
+
+    def head(in_dim: int, dim: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(), nn.Linear(dim, dim), nn.ReLU()
+        )
+
+    state = {
+        "classifier.0.weight": torch.full((8, 36), 0.5),
+        "classifier.0.bias": torch.full((8,), 0.25),
+        "classifier.3.weight": torch.eye(8),
+        "classifier.3.bias": torch.zeros(8),
+        "classifier.6.weight": torch.zeros(1000, 8),  # ImageNet logits: not part of the head
+        "features.0.weight": torch.zeros(300_000),  # filler above the 1 MiB sanity size
+    }
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    fc = head(36, 8)
+    assert load_vgg16_fc(fc, path)
+    assert (fc[0].weight == 0.5).all() and (fc[0].bias == 0.25).all()
+    assert torch.equal(fc[3].weight, torch.eye(8))
+    narrow = head(36, 4)  # a narrower head keeps its own start
+    before = narrow[0].weight.clone()
+    assert not load_vgg16_fc(narrow, path)
+    assert torch.equal(narrow[0].weight, before)

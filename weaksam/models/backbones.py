@@ -85,6 +85,31 @@ def load_torchvision_weights(
         raise AssetError(f"{what}: {file} does not match the model: missing {missing[:5]}")
 
 
+def load_vgg16_fc(fc: nn.Sequential, path: str | Path) -> bool:
+    """fc6 / fc7 of the ImageNet VGG16 (``classifier.0`` / ``classifier.3`` of a torchvision
+    weight file) into the RoI head ``fc`` (Linear at 0 and 3) when their shapes match, as
+    wetectron loads them over its N(0, 0.01) start; False (nothing loaded) otherwise."""
+    file = check_file(path, what="VGG16 weights", min_bytes=1 << 20)
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    pairs = [(fc[0], "classifier.0"), (fc[3], "classifier.3")]
+    for layer, key in pairs:
+        w = state.get(f"{key}.weight")
+        if (
+            not isinstance(layer, nn.Linear)
+            or w is None
+            or tuple(w.shape) != tuple(layer.weight.shape)
+        ):
+            return False
+    with torch.no_grad():
+        for layer, key in pairs:
+            assert isinstance(layer, nn.Linear)
+            layer.weight.copy_(state[f"{key}.weight"])
+            layer.bias.copy_(state[f"{key}.bias"])
+    return True
+
+
 class _EfficientNetFeatures(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()

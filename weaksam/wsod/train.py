@@ -31,7 +31,12 @@ from torch import nn
 from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
 from weaksam.logs import progress
-from weaksam.models.backbones import build_backbone, freeze_batchnorm, freeze_parameters
+from weaksam.models.backbones import (
+    build_backbone,
+    freeze_batchnorm,
+    freeze_parameters,
+    load_vgg16_fc,
+)
 from weaksam.training import (
     Distributed,
     batch_indices,
@@ -75,7 +80,7 @@ def build_wsod_net(
             block=cfg.dropblock.block_size,
             temperature=cfg.dropblock.temperature,
         )
-    return WsodNet(
+    net = WsodNet(
         backbone,
         num_classes,
         head=head,
@@ -86,6 +91,12 @@ def build_wsod_net(
         dropout=cfg.dropout,
         dropblock=dropblock,
     )
+    # VGG16-OICR's 4096-wide fc6 / fc7 start from ImageNet (wetectron loads them over the
+    # N(0, 0.01) init); a narrower or reduced head keeps its random start
+    vgg = pretrained and cfg.backbone == "vgg16_oicr" and bool(assets.vgg16)
+    if vgg and load_vgg16_fc(net.fc, str(assets.vgg16)):
+        logger.info("WSOD fc6 / fc7 from the ImageNet VGG16 in %s", assets.vgg16)
+    return net
 
 
 def lr_factor(step: int, cfg: WsodConfig) -> float:
