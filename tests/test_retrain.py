@@ -216,3 +216,29 @@ def test_backbone_rate_and_a_frozen_backbone() -> None:
     )
     assert not any(p.requires_grad for p in frozen.backbone.body.parameters())
     assert param_groups(frozen, small_cfg(backbone_lr_mult=0.0))[1]["params"] == []
+
+
+def test_bf16_autocast_reaches_the_backbone_only() -> None:
+    """Under bf16 autocast the backbone computes in bf16 but the RPN and RoI heads receive fp32
+    features, so anchors, proposals and box targets keep full precision."""
+    from weaksam.retrain.train import autocast_backbone_only, build_from_config
+
+    torch.manual_seed(0)
+    model = build_from_config(small_cfg(), AssetsConfig(), 3, masks=False, pretrained=False)
+    seen: dict[str, torch.dtype] = {}
+    body = model.backbone.body
+    # hooks return None (update), so they only look
+    conv = next(m for m in body.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: seen.update(body=o.dtype))
+    model.rpn.register_forward_pre_hook(
+        lambda m, args: seen.update(rpn=next(iter(args[1].values())).dtype)
+    )
+    model.rpn.anchor_generator.register_forward_hook(
+        lambda m, i, o: seen.update(anchors=o[0].dtype)
+    )
+    autocast_backbone_only(model, lambda: torch.autocast(device_type="cpu", dtype=torch.bfloat16))
+    model.train()
+    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1])}
+    losses = model([torch.rand(3, 64, 64)], [target])
+    assert seen == {"body": torch.bfloat16, "rpn": torch.float32, "anchors": torch.float32}
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
