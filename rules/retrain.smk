@@ -59,7 +59,13 @@ rule retrain_detect:
         inference=section_digest(
             {
                 k: getattr(CFG.retrain, k)
-                for k in ("test_size", "test_max_size", "tta_sizes", "tta_flip")
+                for k in (
+                    "test_size",
+                    "test_max_size",
+                    "tta_sizes",
+                    "tta_flip",
+                    "tta_max_size",
+                )
             },
             {
                 k: getattr(CFG.retrain, k)

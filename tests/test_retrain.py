@@ -242,3 +242,20 @@ def test_bf16_autocast_reaches_the_backbone_only() -> None:
     losses = model([torch.rand(3, 64, 64)], [target])
     assert seen == {"body": torch.bfloat16, "rpn": torch.float32, "anchors": torch.float32}
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+
+
+def test_tta_passes_take_their_own_size_cap() -> None:
+    seen: list[tuple[int, int]] = []
+
+    class Recorder(_FakeMaskRCNN):
+        def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            seen.append((self.transform.min_size[0], self.transform.max_size))
+            return super().forward(images)
+
+    image = torch.linspace(1, 0, 40).expand(3, 20, 40).clone()
+    cfg = RetrainConfig(test_size=688, test_max_size=4000, tta_sizes=(480, 1800), tta_flip=False)
+    detect(Recorder(), image, replace(cfg, tta_max_size=2000))  # type: ignore[arg-type]
+    assert seen == [(688, 4000), (480, 2000), (1800, 2000)]  # METHOD.md 10.1 (VOC)
+    seen.clear()
+    detect(Recorder(), image, cfg)  # type: ignore[arg-type]
+    assert seen == [(688, 4000), (480, 4000), (1800, 4000)]  # unset: test_max_size

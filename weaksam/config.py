@@ -298,6 +298,7 @@ class RetrainConfig:
     test_max_size: int = 4000
     tta_sizes: tuple[int, ...] = ()
     tta_flip: bool = True
+    tta_max_size: int | None = None  # the TTA passes' longer-side cap; None: test_max_size
     score_thresh: float = 0.05
     nms: float = 0.5
     max_per_image: int = 100

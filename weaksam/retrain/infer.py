@@ -49,6 +49,7 @@ def detect(model: FasterRCNN, image: torch.Tensor, cfg: RetrainConfig) -> dict[s
     plain = _pass(model, image, cfg.test_size, False)
     if not cfg.tta_sizes:
         return plain
+    model.transform.max_size = cfg.tta_max_size or cfg.test_max_size
     runs = [
         _pass(model, image, s, f)
         for s in cfg.tta_sizes
