@@ -95,3 +95,35 @@ def test_paper_config_without_weights_fails_naming_the_file(tmp_path: Path) -> N
     run = dry_run(tmp_path, "voc07.yaml")
     assert run.returncode != 0
     assert "sam_vit_h_4b8939.pth" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("name", ["voc07", "coco14"])
+def test_paper_configs_inherit_nothing_from_the_cpu_demo(name: str) -> None:
+    """Snakemake merges a --configfile over config/config.yaml (the CPU demo), so every key on
+    which the demo departs from the code's default must be set in the paper config itself;
+    otherwise a GPU run silently gets a CPU setting (frozen backbones, small heads, ...)."""
+    import dataclasses
+
+    import yaml
+
+    from weaksam.config import load_config, load_config_files
+
+    paper = load_config_files([REPO / "config" / "config.yaml", REPO / "config" / f"{name}.yaml"])
+    demo = load_config_files([REPO / "config" / "config.yaml"])
+    default = load_config({"dataset": {"name": "x", "format": "shapes"}})
+    own = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    inherited = [
+        f"{section}.{field.name}"
+        for section in ("cam", "prompts", "sam", "proposals", "wsod", "pgt", "retrain", "wsis")
+        for field in dataclasses.fields(getattr(paper, section))
+        if getattr(getattr(paper, section), field.name)
+        == getattr(getattr(demo, section), field.name)
+        != getattr(getattr(default, section), field.name)
+        and field.name not in (own.get(section) or {})
+    ]
+    assert inherited == []
+    # the paper's own values
+    assert paper.proposals.keep_multimask == (1, 2)
+    assert paper.cam.max_rotation == 0 and paper.cam.backbone_lr_mult > 0
+    assert paper.wsod.backbone_lr_mult == 1.0 and paper.retrain.backbone_lr_mult == 1.0
+    assert paper.retrain.sizes.rois_per_image == 512
