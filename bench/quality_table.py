@@ -1,0 +1,74 @@
+"""A Markdown table of a quality harness result (bench/results/quality_<name>.json), for the
+README's Measured section: every stage's figure (mean and spread over seeds) beside its upper
+bound, the targets, and the wall time of each stage.
+
+    .venv/bin/python bench/quality_table.py bench/results/quality_demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+# figure key -> bound key in the same stage (weaksam.evaluation.quality.BOUND_ROWS)
+BOUNDS = {
+    "recall50_test": "bound_gt_box_mask_iou_test",
+    "corloc_trainval": "bound_corloc_trainval",
+    "ap50_test": "bound_ap50_test",
+    "precision": "bound_precision",
+    "recall": "bound_recall",
+    "mask_iou_trainval": "bound_mask_iou_trainval",
+    "mask_ap50_test": "bound_mask_ap50_test",
+}
+
+
+def _fmt(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "-"
+    mean, spread = entry["mean"], entry.get("spread") or 0.0
+    return f"{mean:.3f}" + (f" ± {spread / 2:.3f}" if spread else "")
+
+
+def table(record: dict[str, Any]) -> str:
+    summary = record["summary"]
+    targets = record.get("targets", {})
+    lines = [
+        "| stage | figure | value (mean ± half the range over seeds) | upper bound | target |",
+        "|---|---|---|---|---|",
+    ]
+    for key, entry in summary.items():
+        stage, figure = key.rsplit(".", 1)  # wsod.mist.ap50_test -> wsod.mist, ap50_test
+        if figure.startswith("bound_"):
+            continue
+        if entry.get("mean") is None:
+            continue
+        bound = summary.get(f"{stage}.{BOUNDS[figure]}") if figure in BOUNDS else None
+        target = targets.get(key)
+        goal = "" if not target else f"{target['target']}: {'met' if target['met'] else 'not met'}"
+        lines.append(f"| {stage} | {figure} | {_fmt(entry)} | {_fmt(bound)} | {goal} |")
+    walls = [r["wall_seconds"] for r in record["runs"] if r.get("wall_seconds")]
+    lines.append("")
+    lines.append(
+        f"seeds {record['seeds']}; wall seconds per run {walls}; commit {record['machine'].get('commit', '?')}"
+    )
+    stages: dict[str, list[float]] = {}
+    for run in record["runs"]:
+        for stage, seconds in run["stage_seconds"].items():
+            stages.setdefault(stage, []).append(seconds)
+    lines.append(
+        "stage seconds (per seed): "
+        + "; ".join(f"{k} {', '.join(f'{v:.0f}' for v in vs)}" for k, vs in stages.items())
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("result", type=Path)
+    print(table(json.loads(ap.parse_args().result.read_text())))
+
+
+if __name__ == "__main__":
+    main()
