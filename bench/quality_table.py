@@ -47,7 +47,10 @@ def table(record: dict[str, Any]) -> str:
         bound = summary.get(f"{stage}.{BOUNDS[figure]}") if figure in BOUNDS else None
         target = targets.get(key)
         goal = "" if not target else f"{target['target']}: {'met' if target['met'] else 'not met'}"
-        lines.append(f"| {stage} | {figure} | {_fmt(entry)} | {_fmt(bound)} | {goal} |")
+        shown = _fmt(bound)
+        if figure == "recall50_test" and bound:
+            shown += " (mask IoU of SAM from the ground-truth boxes)"
+        lines.append(f"| {stage} | {figure} | {_fmt(entry)} | {shown} | {goal} |")
     walls = [r["wall_seconds"] for r in record["runs"] if r.get("wall_seconds")]
     lines.append("")
     lines.append(
