@@ -57,20 +57,26 @@ class Backbone(nn.Module):
         return out
 
 
+def read_state_dict(path: str | Path, *, what: str) -> dict[str, torch.Tensor]:
+    """A state dict file (weights_only; a ``{"state_dict": ...}`` wrapper unwrapped)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise AssetError(f"{what}: cannot load {path} as a state dict ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise AssetError(f"{what}: {path} does not hold a state dict")
+    return state
+
+
 def load_torchvision_weights(
     model: nn.Module, path: str | Path, *, what: str, prefix: str = ""
 ) -> None:
     """Load a torchvision state dict file (weights_only) into ``model``; every key of the model
     whose name starts with ``prefix`` must be present, extra keys (classifier heads) are ignored."""
     file = check_file(path, what=what, min_bytes=1 << 20)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise AssetError(f"{what}: cannot load {file} as a state dict ({exc})") from exc
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise AssetError(f"{what}: {file} does not hold a state dict")
+    state = read_state_dict(file, what=what)
     own = model.state_dict()
     wrong = [
         k
@@ -90,9 +96,7 @@ def load_vgg16_fc(fc: nn.Sequential, path: str | Path) -> bool:
     weight file) into the RoI head ``fc`` (Linear at 0 and 3) when their shapes match, as
     wetectron loads them over its N(0, 0.01) start; False (nothing loaded) otherwise."""
     file = check_file(path, what="VGG16 weights", min_bytes=1 << 20)
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    state = read_state_dict(file, what="VGG16 weights")
     pairs = [(fc[0], "classifier.0"), (fc[3], "classifier.3")]
     for layer, key in pairs:
         w = state.get(f"{key}.weight")
