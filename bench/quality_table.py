@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-# figure key -> bound key in the same stage (weaksam.evaluation.quality.BOUND_ROWS)
-BOUNDS = {
-    "recall50_test": "bound_gt_box_mask_iou_test",
-    "corloc_trainval": "bound_corloc_trainval",
-    "ap50_test": "bound_ap50_test",
-    "precision": "bound_precision",
-    "recall": "bound_recall",
-    "mask_iou_trainval": "bound_mask_iou_trainval",
-    "mask_ap50_test": "bound_mask_ap50_test",
-}
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from weaksam.evaluation.quality import BOUND_ROWS  # noqa: E402
+
+# figure key -> bound key in the same stage
+BOUNDS = {figure: bound for _, figure, bound in BOUND_ROWS}
 
 
 def _fmt(entry: dict[str, Any] | None) -> str:
