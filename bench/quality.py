@@ -73,8 +73,9 @@ TARGETS: dict[str, dict[str, tuple[str, float]]] = {
 
 
 def stage_seconds(results: Path) -> dict[str, float]:
-    """Wall seconds per stage: the rule's benchmark file where it has one (whole job), else the
-    closing line of its log (after the imports)."""
+    """Seconds per stage, summed over its jobs: the rule's benchmark file where it has one
+    (whole job), else the closing line of its log (after the imports). Jobs run side by side,
+    so the stages add up to more than the workflow's wall time."""
     per_rule: dict[str, float] = {}
     for log in (results / "logs").rglob("*.log"):
         for line in log.read_text(errors="replace").splitlines():

@@ -43,6 +43,8 @@ def dataset_source():
 SHARDS = list(range(CFG.compute.shards))
 # GPUs per training job: one torchrun process each (weaksam.launch)
 TRAIN_GPUS = CFG.compute.train_gpus
+SHARD_THREADS = CFG.compute.shard_threads
+DETECTOR_THREADS = CFG.compute.detector_threads
 CACHE = str(cache_dir(CFG.assets.cache_dir))
 CAM_DIGEST = section_digest(CFG.dataset, CFG.cam, CFG.compute.seed)
 

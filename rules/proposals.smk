@@ -14,7 +14,7 @@ rule proposals_shard:
         f"{RESULTS}/benchmarks/proposals_{{split}}_{{shard}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARD_THREADS
     resources:
         gpu=1,
         mem_mb=16000,

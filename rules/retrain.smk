@@ -15,7 +15,7 @@ rule retrain_train:
         f"{RESULTS}/benchmarks/retrain_{{head}}.tsv"
     conda:
         ENV
-    threads: 2 * TRAIN_GPUS
+    threads: DETECTOR_THREADS * TRAIN_GPUS
     resources:
         gpu=TRAIN_GPUS,
         mem_mb=32000,
@@ -50,7 +50,7 @@ rule retrain_detect:
         f"{RESULTS}/logs/retrain_detect/{{variant}}_{{split}}.log",
     conda:
         ENV
-    threads: 2
+    threads: DETECTOR_THREADS
     resources:
         gpu=1,
         mem_mb=16000,

@@ -15,7 +15,10 @@ rule wsis_masks_shard:
         f"{RESULTS}/benchmarks/wsis_masks_{{head}}_{{shard}}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARD_THREADS
+    # the pseudo masks and Mask R-CNN are the longer branch after the PGT: start them before
+    # the Faster R-CNN when both wait for cores
+    priority: 1
     resources:
         gpu=1,
         mem_mb=16000,
@@ -68,7 +71,8 @@ rule maskrcnn_train:
         f"{RESULTS}/benchmarks/maskrcnn_{{head}}.tsv"
     conda:
         ENV
-    threads: 2 * TRAIN_GPUS
+    threads: DETECTOR_THREADS * TRAIN_GPUS
+    priority: 1
     resources:
         gpu=TRAIN_GPUS,
         mem_mb=32000,

@@ -114,7 +114,9 @@ def test_paper_configs_inherit_nothing_from_the_cpu_demo(name: str) -> None:
     own = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
     inherited = [
         f"{section}.{field.name}"
-        for section in ("cam", "prompts", "sam", "proposals", "wsod", "pgt", "retrain", "wsis")
+        for section in (
+            "cam", "prompts", "sam", "proposals", "wsod", "pgt", "retrain", "wsis", "compute"
+        )
         for field in dataclasses.fields(getattr(paper, section))
         if getattr(getattr(paper, section), field.name)
         == getattr(getattr(demo, section), field.name)

@@ -112,6 +112,44 @@ def test_masks_to_boxes_from_logits() -> None:
     assert mb.stability[2] == 1.0
 
 
+def _sam_postprocess(low_res: torch.Tensor, input_hw: tuple[int, int], hw: tuple[int, int]):  # type: ignore[no-untyped-def]
+    """segment-anything's own ``postprocess_masks``: bilinear to 1024, crop, bilinear to size."""
+    import torch.nn.functional as F
+
+    up = F.interpolate(low_res[:, None], (1024, 1024), mode="bilinear", align_corners=False)
+    up = up[..., : input_hw[0], : input_hw[1]]
+    return F.interpolate(up, hw, mode="bilinear", align_corners=False)[:, 0]
+
+
+@pytest.mark.parametrize("hw", [(256, 256), (375, 500), (1200, 700), (37, 1500)])
+def test_matmul_postprocessing_equals_sam_interpolation(hw: tuple[int, int]) -> None:
+    """The two-matmul upsampling gives SAM's logits (two bilinear resizes) up to float rounding,
+    so the same masks, boxes and stability scores, for images smaller and larger than 1024."""
+    seg = _segmenter()
+    seg.set_image(np.zeros((*hw, 3), np.uint8))
+    gen = torch.Generator().manual_seed(0)
+    # smooth logits with object-like blobs, as the decoder's (a random field would put many
+    # pixels within rounding of 0)
+    low = _smooth(torch.randn(6, 256, 256, generator=gen) * 8.0)
+    reference = _sam_postprocess(low, seg.input_size, hw)
+    ours = seg._upsample(low)
+    assert ours.shape == reference.shape == (6, *hw)
+    assert torch.allclose(ours, reference, atol=1e-4)
+    assert ((ours > 0) != (reference > 0)).float().mean() < 1e-5
+    mb = seg.masks_to_boxes(low)
+    masks = reference > 0
+    ys, xs = torch.where(masks[0])
+    assert mb.boxes[0].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    assert mb.areas.tolist() == masks.flatten(1).sum(1).tolist()
+
+
+def _smooth(x: torch.Tensor) -> torch.Tensor:
+    """Low-pass a (K, 256, 256) field with a 31 x 31 box filter."""
+    import torch.nn.functional as F
+
+    return F.avg_pool2d(x[:, None], 31, stride=1, padding=15)[:, 0] * 31
+
+
 def test_bad_prompts() -> None:
     seg = _segmenter()
     with pytest.raises(RuntimeError, match="set_image"):

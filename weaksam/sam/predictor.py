@@ -3,7 +3,8 @@
 Prompts are in pixels of the original image (x, y) = (column, row); boxes XYXY. ``decode`` returns
 the decoder's 4 outputs per prompt: index 0 is the single-mask token, 1..3 SAM's 3-way multimask
 output. ``masks_to_boxes`` upsamples low-resolution logits to the original image on the device
-(in chunks), thresholds them at 0 and returns x2-exclusive boxes, without numpy in the loop.
+(in chunks, as two matmuls per mask), thresholds them at 0 and returns x2-exclusive boxes,
+without numpy in the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from weaksam.sam.encoders import SAM_INPUT, ImageEncoder
+
+LOW_RES = 256  # side of the mask decoder's logits
 from weaksam.sam.fastpath import OnnxPointDecoder
 
 
@@ -63,6 +66,8 @@ class PromptableSegmenter:
         self.original_size = (0, 0)
         self.input_size = (0, 0)
         self.dense_pe = self.prompt_encoder.get_dense_pe().to(device)  # (1, 256, 64, 64)
+        self._resize_key: tuple[tuple[int, int], tuple[int, int]] | None = None
+        self._resize = (torch.zeros(0), torch.zeros(0))
 
     @property
     def name(self) -> str:
@@ -139,18 +144,37 @@ class PromptableSegmenter:
         low_res, iou = self.mask_decoder.predict_masks(self.features, self.dense_pe, sparse, dense)
         return Decoded(low_res.float(), iou.float())
 
+    def _resize_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's postprocessing of low-res logits as two matrices, rows (H, 256) and columns
+        (W, 256), so that ``rows @ logits @ cols.T`` is the (H, W) logit map.
+
+        SAM upsamples the 256 x 256 logits bilinearly to 1024 x 1024, crops the padding to the
+        resized image and resizes that bilinearly to the original size. Bilinear interpolation
+        is separable and linear, so each axis is one matrix: the interpolation applied to the
+        identity, composed over the two steps. Two small matmuls per mask instead of filling
+        1024 x 1024 pixels (the same logits up to float rounding; tests/test_sam.py)."""
+        key = (self.original_size, self.input_size)
+        if self._resize_key != key:
+            h, w = self.original_size
+            nh, nw = self.input_size
+            self._resize = (_axis_matrix(nh, h, self.device), _axis_matrix(nw, w, self.device))
+            self._resize_key = key
+        return self._resize
+
+    def _upsample(self, chunk: torch.Tensor) -> torch.Tensor:
+        """(k, 256, 256) low-res logits -> (k, H, W) logits at the original size."""
+        rows, cols = self._resize_matrices()
+        return rows @ chunk.float() @ cols.T
+
     @torch.no_grad()
     def full_masks(self, low_res: torch.Tensor) -> torch.Tensor:
         """(K, 256, 256) logits -> (K, H, W) bool masks at the original size (logits > 0), by
         SAM's postprocessing, in chunks of ``mask_chunk``."""
         h, w = self.original_size
-        nh, nw = self.input_size
-        out = []
-        for start in range(0, low_res.shape[0], self.mask_chunk):
-            chunk = low_res[start : start + self.mask_chunk, None]
-            up = F.interpolate(chunk, (SAM_INPUT, SAM_INPUT), mode="bilinear", align_corners=False)
-            up = F.interpolate(up[..., :nh, :nw], (h, w), mode="bilinear", align_corners=False)
-            out.append(up[:, 0] > 0.0)
+        out = [
+            self._upsample(low_res[start : start + self.mask_chunk]) > 0.0
+            for start in range(0, low_res.shape[0], self.mask_chunk)
+        ]
         if not out:
             return torch.zeros(0, h, w, dtype=torch.bool, device=self.device)
         return torch.cat(out)
@@ -159,19 +183,13 @@ class PromptableSegmenter:
     def masks_to_boxes(self, low_res: torch.Tensor, *, stability_offset: float = 1.0) -> MaskBoxes:
         """(K, 256, 256) logits -> boxes, areas and stability scores of the masks at full size.
 
-        As SAM's postprocessing: upsample to 1024, crop the padding, upsample to the original
-        size, threshold at 0. Done in chunks of ``mask_chunk`` masks to bound memory.
+        As SAM's postprocessing (upsample to 1024, crop the padding, resize to the original
+        size, threshold at 0), in chunks of ``mask_chunk`` masks to bound memory.
         """
-        h, w = self.original_size
-        nh, nw = self.input_size
         boxes, areas, stability = [], [], []
         for start in range(0, low_res.shape[0], self.mask_chunk):
-            chunk = low_res[start : start + self.mask_chunk, None]  # (k, 1, 256, 256)
-            up = F.interpolate(chunk, (SAM_INPUT, SAM_INPUT), mode="bilinear", align_corners=False)
-            up = F.interpolate(up[..., :nh, :nw], (h, w), mode="bilinear", align_corners=False)[
-                :, 0
-            ]
-            masks = up > 0.0  # (k, H, W)
+            up = self._upsample(low_res[start : start + self.mask_chunk])  # (k, H, W)
+            masks = up > 0.0
             b = batched_mask_to_box(masks).float()  # inclusive XYXY, zeros when empty
             a = masks.flatten(1).sum(1)
             b[:, 2:] += (a > 0).float()[:, None]  # x2 / y2 exclusive for non-empty masks
@@ -182,3 +200,13 @@ class PromptableSegmenter:
             z = torch.zeros(0, device=self.device)
             return MaskBoxes(z.view(0, 4), z.long(), z)
         return MaskBoxes(torch.cat(boxes), torch.cat(areas), torch.cat(stability))
+
+
+def _axis_matrix(resized: int, original: int, device: torch.device) -> torch.Tensor:
+    """(original, 256): one axis of SAM's postprocessing, bilinear 256 -> 1024, keep the first
+    ``resized`` samples (the image; the rest is padding), bilinear ``resized`` -> ``original``."""
+    eye = torch.eye(LOW_RES, device=device)[None]  # each channel one unit impulse
+    to_input = F.interpolate(eye, SAM_INPUT, mode="linear", align_corners=False)[0]  # (256, 1024)
+    crop = torch.eye(resized, device=device)[None]
+    to_original = F.interpolate(crop, original, mode="linear", align_corners=False)[0]
+    return (to_input[:, :resized] @ to_original).T.contiguous()  # (original, 256)
