@@ -19,7 +19,7 @@ from weaksam.data.voc import seeded_split
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        with path.open() as f:
+        with path.open(encoding="utf-8-sig") as f:  # a byte-order mark is accepted
             data = json.load(f)
     except FileNotFoundError as exc:
         raise DatasetError(f"COCO annotation file {path} not found") from exc
@@ -74,6 +74,11 @@ def read_coco_split(
     for img in data["images"]:
         _require(img, ("id", "file_name"), "image", json_path)
         file_name = str(img["file_name"])
+        if img["id"] in records:  # its annotations could belong to either image
+            raise DatasetError(
+                f"{json_path}: image id {img['id']} is used twice ({records[img['id']].path.name} "
+                f"and {file_name}); image ids must be unique"
+            )
         size = (
             (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
         )

@@ -33,7 +33,7 @@ def read_labels_csv(
     images_dir = root / cfg.images_dir
     if not csv_path.is_file():
         raise DatasetError(f"labels file {csv_path} not found")
-    with csv_path.open(newline="") as f:
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:  # spreadsheets write a BOM
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if "image" not in header or "labels" not in header:
