@@ -5,9 +5,21 @@ import sys
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
 
 from weaksam.assets import cache_dir
-from weaksam.config import DetectorSizesConfig, load_config, section_digest
+from weaksam.config import (
+    DetectorSizesConfig,
+    check_workflow_config,
+    load_config,
+    section_digest,
+)
 
 CFG = load_config(config)
+check_workflow_config(
+    CFG,
+    workflow.config_settings.overwrite_config or {},
+    list(workflow.overwrite_configfiles or []),
+    Path(workflow.basedir) / "config" / "config.yaml",
+    Path.cwd(),
+)
 DATASET = CFG.dataset.name
 RESULTS = f"results/{DATASET}"
 SPLITS = list(CFG.dataset.splits)
