@@ -545,5 +545,58 @@ def test_coco_duplicate_image_id_is_an_error(tmp_path: Path, mode: str) -> None:
             }
         }
     ).dataset  # fmt: skip
-    with pytest.raises(DatasetError, match=r"image id 1 is used twice \(p.jpg and q.jpg\)"):
+    with pytest.raises(DatasetError, match=r"image id 1 is used twice \(by q.jpg and an earlier image\)"):
         build_dataset(cfg, tmp_path / "o")
+
+
+@pytest.mark.parametrize("fmt", ["voc_symlink", "coco", "labels_csv"])
+def test_paths_out_of_the_root_are_skipped_and_recorded(
+    make_voc: Callable[..., Path], tmp_path: Path, fmt: str
+) -> None:
+    """Whatever the format, an image path that leaves the dataset root (``..``, or a symlink to
+    a file outside, found through the image id when the XML names no file) is refused with
+    ``fail`` and recorded as a skipped image with ``skip``; the other images are kept."""
+    outside = tmp_path / "elsewhere" / "x.jpg"
+    write_image(outside, (64, 48))
+    good = [("dog", (1, 1, 9, 9), False)]
+    if fmt == "voc_symlink":
+        root = make_voc({"trainval": [("a", good), ("b", good)], "test": [("c", good)]})
+        (root / "JPEGImages" / "b.jpg").unlink()
+        (root / "JPEGImages" / "b.jpg").symlink_to(outside)
+        xml = voc_xml("", (64, 48), good).replace("<filename />", "")
+        (root / "Annotations" / "b.xml").write_text(xml)
+        base = {"name": "v", "format": "voc", "root": str(root), "classes": ["dog"]}
+    elif fmt == "coco":
+        root = tmp_path / "coco"
+        for name in ("a", "c"):
+            write_image(root / f"{name}.jpg", (64, 48))
+        images = [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "../elsewhere/x.jpg"}]
+        anns = [
+            {"id": k, "image_id": k, "category_id": 1, "bbox": [0, 0, 5, 5]} for k in (1, 2)
+        ]
+        _coco_file(root / "train.json", images, anns)
+        _coco_file(root / "test.json", [{"id": 1, "file_name": "c.jpg"}], anns[:1])
+        base = {
+            "name": "c",
+            "format": "coco",
+            "root": str(root),
+            "coco": {"train_json": "train.json", "train_images": ".", "test_json": "test.json",
+                     "test_images": "."},
+        }  # fmt: skip
+    else:
+        root = tmp_path / "folder"
+        for name in ("a", "c"):
+            write_image(root / f"{name}.jpg", (64, 48))
+        (root / "labels.csv").write_text(
+            "image,labels,split\na.jpg,dog,trainval\n../elsewhere/x.jpg,dog,trainval\nc.jpg,dog,test\n"
+        )
+        base = {"name": "l", "format": "labels_csv", "root": str(root)}
+    with pytest.raises(DatasetError, match=r"escapes the dataset root|links out of the dataset root"):
+        build_dataset(load_config({"dataset": base}).dataset, tmp_path / "fail")
+    out = tmp_path / "skip"
+    build_dataset(load_config({"dataset": {**base, "on_bad_image": "skip"}}).dataset, out)
+    rows = skipped(out)
+    assert [r["action"] for r in rows] == ["skipped_image"]
+    assert "root" in rows[0]["reason"]
+    frame = read_manifest(out / "manifest.parquet").frame
+    assert sorted(frame["image_id"]) == ["a", "c"]

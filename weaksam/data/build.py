@@ -69,7 +69,12 @@ def read_source(
             test_fraction=cfg.test_fraction,
         )
     recs = read_labels_csv(
-        base, cfg.labels_csv, cfg.splits, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction
+        base,
+        cfg.labels_csv,
+        cfg.splits,
+        log,
+        split_seed=cfg.split_seed,
+        test_fraction=cfg.test_fraction,
     )
     return recs, None
 

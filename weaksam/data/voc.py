@@ -115,7 +115,10 @@ def _find_image(root: Path, images_rel: str, image_id: str, filename: str | None
             resolve_inside(root, Path(images_rel) / filename, what=f"image {image_id}")
         )
     candidates += [images_dir / f"{image_id}{ext}" for ext in IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is not None and not found.resolve().is_relative_to(root.resolve()):
+        raise DatasetError(f"image {image_id}: {found} links out of the dataset root {root}")
+    return found
 
 
 def _read_one(
