@@ -394,7 +394,9 @@ def test_coco_unknown_category_is_recorded_in_skip_mode(tmp_path: Path) -> None:
         ).dataset,
         out,
     )
-    assert [r["action"] for r in skipped(out)] == ["dropped_object"]
+    # category 99 is unknown (its object dropped); "car" (id 3) has no objects: not a class
+    assert [r["action"] for r in skipped(out)] == ["dropped_object", "dropped_class"]
+    assert "'car' has no objects" in skipped(out)[1]["reason"]
 
 
 def test_labels_csv_has_no_ground_truth(tmp_path: Path) -> None:
@@ -521,7 +523,7 @@ def test_byte_order_mark_is_accepted_in_every_text_input(
             }
         }
     ).dataset
-    assert build_dataset(cfg, tmp_path / "coco_out").classes == ("person", "car")
+    assert build_dataset(cfg, tmp_path / "coco_out").classes == ("person",)  # car is unused
 
 
 @pytest.mark.parametrize("mode", ["fail", "skip"])
@@ -595,8 +597,46 @@ def test_paths_out_of_the_root_are_skipped_and_recorded(
         build_dataset(load_config({"dataset": base}).dataset, tmp_path / "fail")
     out = tmp_path / "skip"
     build_dataset(load_config({"dataset": {**base, "on_bad_image": "skip"}}).dataset, out)
-    rows = skipped(out)
+    rows = [r for r in skipped(out) if r["action"] != "dropped_class"]  # COCO's unused "car"
     assert [r["action"] for r in rows] == ["skipped_image"]
     assert "root" in rows[0]["reason"]
     frame = read_manifest(out / "manifest.parquet").frame
     assert sorted(frame["image_id"]) == ["a", "c"]
+
+
+def test_class_names_that_differ_only_in_case_are_an_error_until_mapped(tmp_path: Path) -> None:
+    root = tmp_path / "folder"
+    for name in ("a", "b", "c", "d"):
+        write_image(root / f"{name}.jpg", (64, 48))
+    (root / "labels.csv").write_text(
+        "image,labels,split\na.jpg,Circle,trainval\nb.jpg,circle,trainval\n"
+        "c.jpg,STAR,test\nd.jpg,star,test\n"
+    )
+    base = {"name": "l", "format": "labels_csv", "root": str(root)}
+    with pytest.raises(DatasetError, match=r"differ only in case.*'Circle', 'circle'; 'STAR', 'star'"):
+        build_dataset(load_config({"dataset": base}).dataset, tmp_path / "o")
+    aliases = {"Circle": "circle", "STAR": "star"}
+    out = tmp_path / "mapped"
+    summary = build_dataset(
+        load_config({"dataset": {**base, "class_aliases": aliases}}).dataset, out
+    )
+    assert summary.classes == ("circle", "star")
+    assert read_manifest(out / "manifest.parquet").frame["labels"].tolist() == [[0], [0], [1], [1]]
+
+
+def test_loose_voc_image_without_xml_is_in_skipped_tsv(tmp_path: Path) -> None:
+    root = tmp_path / "loose"
+    for i in range(4):
+        write_image(root / "images" / f"im{i}.jpg", (64, 48))
+        if i < 3:
+            (root / "annotations").mkdir(exist_ok=True)
+            (root / "annotations" / f"im{i}.xml").write_text(
+                voc_xml(f"im{i}.jpg", (64, 48), [("dog", (1, 1, 9, 9), False)])
+            )
+    voc = {"layout": "loose", "images_dir": "images", "annotations_dir": "annotations"}
+    with pytest.raises(DatasetError, match=r"im3.*no annotation file .*im3.xml"):
+        build_dataset(voc_cfg(root, voc=voc, test_fraction=0.3), tmp_path / "fail")
+    out = tmp_path / "skip"
+    build_dataset(voc_cfg(root, voc=voc, test_fraction=0.3, on_bad_image="skip"), out)
+    assert [(r["image_id"], r["action"]) for r in skipped(out)] == [("im3", "skipped_image")]
+    assert len(read_manifest(out / "manifest.parquet").frame) == 3

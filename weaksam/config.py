@@ -74,6 +74,8 @@ class DatasetConfig:
     format: Literal["shapes", "voc", "coco", "labels_csv"]
     root: str | None = None
     classes: tuple[str, ...] | None = None
+    # names as written in the data -> the class they stand for ("Circle" -> "circle")
+    class_aliases: dict[str, str] = field(default_factory=dict)
     train_split: str = "trainval"
     test_split: str = "test"
     on_bad_image: Literal["fail", "skip"] = "fail"

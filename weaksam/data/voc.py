@@ -185,6 +185,17 @@ def read_voc(
         )
         assignments = [(i, split_of[i]) for s in splits for i in ids if split_of[i] == s]
     records = []
+    if cfg.layout == "loose":
+        # an image without an XML file has no labels: left out, and said so
+        annotated = {image_id for image_id, _ in assignments}
+        images_dir = root / cfg.images_dir
+        for path in sorted(images_dir.iterdir()) if images_dir.is_dir() else []:
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in annotated:
+                log.problem(
+                    SourceImage(path.stem, path, "", None, origin=str(path)),
+                    "skipped_image",
+                    f"no annotation file {ann_dir / (path.stem + '.xml')}",
+                )
     for image_id, split in assignments:
         rec = _read_one(ann_dir / f"{image_id}.xml", image_id, split, root, cfg, log)
         if rec is not None:
