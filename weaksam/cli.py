@@ -85,6 +85,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unit_interval(text: str) -> float:
+    """An IoU threshold: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="weaksam",
@@ -146,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gt", type=Path, required=True, help="COCO instances JSON (ground truth)")
     ev.add_argument("--detections", type=Path, required=True, help="COCO results JSON")
     ev.add_argument("--out", type=Path, help="metrics JSON (default: DETECTIONS.metrics.json)")
-    ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold for VOC AP and CorLoc")
+    ev.add_argument(
+        "--iou", type=_unit_interval, default=0.5, help="IoU threshold for VOC AP and CorLoc"
+    )
     ev.add_argument(
         "--plus-one",
         action="store_true",
