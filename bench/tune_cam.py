@@ -84,7 +84,7 @@ def evaluate_fold(
         image = to_tensor(load_rgb(Path(row.path)))
         res = multiscale_cams(model, image, cfg.cam, labels=list(range(classes)))  # type: ignore[arg-type]
         hits = _top_peak_hits(res.cams, res.class_ids, gt.boxes[sel], gt.labels[sel], cfg)
-        for c, hit in zip(res.class_ids.tolist(), hits):
+        for c, hit in zip(res.class_ids.tolist(), hits, strict=True):
             if c in row.labels:
                 labelled.append(hit)
             for t in every:

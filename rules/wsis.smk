@@ -13,12 +13,12 @@ rule wsis_masks_shard:
         f"{RESULTS}/logs/wsis_masks_{{head}}_{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/wsis_masks_{{head}}_{{shard}}.tsv"
-    conda:
-        ENV
-    threads: SHARD_THREADS
     # the pseudo masks and Mask R-CNN are the longer branch after the PGT: start them before
     # the Faster R-CNN when both wait for cores
     priority: 1
+    conda:
+        ENV
+    threads: SHARD_THREADS
     resources:
         gpu=1,
         mem_mb=16000,
@@ -69,10 +69,10 @@ rule maskrcnn_train:
         f"{RESULTS}/logs/maskrcnn_{{head}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/maskrcnn_{{head}}.tsv"
+    priority: 1
     conda:
         ENV
     threads: DETECTOR_THREADS * TRAIN_GPUS
-    priority: 1
     resources:
         gpu=TRAIN_GPUS,
         mem_mb=32000,

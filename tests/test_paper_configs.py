@@ -115,7 +115,15 @@ def test_paper_configs_inherit_nothing_from_the_cpu_demo(name: str) -> None:
     inherited = [
         f"{section}.{field.name}"
         for section in (
-            "cam", "prompts", "sam", "proposals", "wsod", "pgt", "retrain", "wsis", "compute"
+            "cam",
+            "prompts",
+            "sam",
+            "proposals",
+            "wsod",
+            "pgt",
+            "retrain",
+            "wsis",
+            "compute",
         )
         for field in dataclasses.fields(getattr(paper, section))
         if getattr(getattr(paper, section), field.name)

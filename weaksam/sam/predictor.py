@@ -18,9 +18,9 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from weaksam.sam.encoders import SAM_INPUT, ImageEncoder
+from weaksam.sam.fastpath import OnnxPointDecoder
 
 LOW_RES = 256  # side of the mask decoder's logits
-from weaksam.sam.fastpath import OnnxPointDecoder
 
 
 class PromptError(ValueError):
