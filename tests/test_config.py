@@ -101,14 +101,31 @@ def test_conda_env_pins_match_requirements() -> None:
 @pytest.mark.parametrize(
     ("section", "values", "message"),
     [
-        ("wsod", {"iterations": 100, "warmup_iterations": 5, "lr_steps": [80, 60]}, r"wsod.lr_steps.*strictly increasing"),
-        ("wsod", {"iterations": 100, "warmup_iterations": 5, "lr_steps": [60, 60]}, r"wsod.lr_steps.*strictly increasing"),
-        ("wsod", {"iterations": 100, "warmup_iterations": 5, "lr_steps": [60, 100]}, r"wsod.lr_steps.*step 100 is not inside"),
+        (
+            "wsod",
+            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [80, 60]},
+            r"wsod.lr_steps.*strictly increasing",
+        ),
+        (
+            "wsod",
+            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [60, 60]},
+            r"wsod.lr_steps.*strictly increasing",
+        ),
+        (
+            "wsod",
+            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [60, 100]},
+            r"wsod.lr_steps.*step 100 is not inside",
+        ),
         ("retrain", {"iterations": 50, "warmup_iterations": 51}, r"retrain.warmup_iterations.*51"),
         ("cam", {"iterations": 10, "warmup_iterations": 20}, r"cam.warmup_iterations"),
         (
             "wsod",
-            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [50], "dropblock": {"lr_steps": [150]}},
+            {
+                "iterations": 100,
+                "warmup_iterations": 5,
+                "lr_steps": [50],
+                "dropblock": {"lr_steps": [150]},
+            },
             r"wsod.dropblock.lr_steps.*150",
         ),
     ],
@@ -117,7 +134,9 @@ def test_schedules_are_checked(section: str, values: dict[str, object], message:
     with pytest.raises(ConfigError, match=message):
         load_config({**minimal(), section: values})
     # a warm-up as long as the run and a step inside it are fine
-    load_config({**minimal(), "wsod": {"iterations": 100, "warmup_iterations": 100, "lr_steps": [99]}})
+    load_config(
+        {**minimal(), "wsod": {"iterations": 100, "warmup_iterations": 100, "lr_steps": [99]}}
+    )
 
 
 def test_workflow_config_needs_its_own_name_and_an_existing_root(tmp_path: Path) -> None:

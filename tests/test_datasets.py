@@ -510,7 +510,10 @@ def test_byte_order_mark_is_accepted_in_every_text_input(
     write_image(coco / "p.jpg", (64, 48))
     write_image(coco / "q.jpg", (64, 48))
     anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]
-    images = [{"id": i, "file_name": f"{n}.jpg", "width": 64, "height": 48} for i, n in ((1, "p"), (2, "q"))]
+    images = [
+        {"id": i, "file_name": f"{n}.jpg", "width": 64, "height": 48}
+        for i, n in ((1, "p"), (2, "q"))
+    ]
     _coco_file(coco / "a.json", images, anns)
     (coco / "a.json").write_text(bom + (coco / "a.json").read_text(), encoding="utf-8")
     cfg = load_config(
@@ -534,7 +537,9 @@ def test_coco_duplicate_image_id_is_an_error(tmp_path: Path, mode: str) -> None:
     write_image(root / "p.jpg", (64, 48))
     write_image(root / "q.jpg", (64, 48))
     images = [{"id": 1, "file_name": "p.jpg"}, {"id": 1, "file_name": "q.jpg"}]
-    _coco_file(root / "a.json", images, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}])
+    _coco_file(
+        root / "a.json", images, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]
+    )
     cfg = load_config(
         {
             "dataset": {
@@ -547,7 +552,9 @@ def test_coco_duplicate_image_id_is_an_error(tmp_path: Path, mode: str) -> None:
             }
         }
     ).dataset  # fmt: skip
-    with pytest.raises(DatasetError, match=r"image id 1 is used twice \(by q.jpg and an earlier image\)"):
+    with pytest.raises(
+        DatasetError, match=r"image id 1 is used twice \(by q.jpg and an earlier image\)"
+    ):
         build_dataset(cfg, tmp_path / "o")
 
 
@@ -573,9 +580,7 @@ def test_paths_out_of_the_root_are_skipped_and_recorded(
         for name in ("a", "c"):
             write_image(root / f"{name}.jpg", (64, 48))
         images = [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "../elsewhere/x.jpg"}]
-        anns = [
-            {"id": k, "image_id": k, "category_id": 1, "bbox": [0, 0, 5, 5]} for k in (1, 2)
-        ]
+        anns = [{"id": k, "image_id": k, "category_id": 1, "bbox": [0, 0, 5, 5]} for k in (1, 2)]
         _coco_file(root / "train.json", images, anns)
         _coco_file(root / "test.json", [{"id": 1, "file_name": "c.jpg"}], anns[:1])
         base = {
@@ -593,7 +598,9 @@ def test_paths_out_of_the_root_are_skipped_and_recorded(
             "image,labels,split\na.jpg,dog,trainval\n../elsewhere/x.jpg,dog,trainval\nc.jpg,dog,test\n"
         )
         base = {"name": "l", "format": "labels_csv", "root": str(root)}
-    with pytest.raises(DatasetError, match=r"escapes the dataset root|links out of the dataset root"):
+    with pytest.raises(
+        DatasetError, match=r"escapes the dataset root|links out of the dataset root"
+    ):
         build_dataset(load_config({"dataset": base}).dataset, tmp_path / "fail")
     out = tmp_path / "skip"
     build_dataset(load_config({"dataset": {**base, "on_bad_image": "skip"}}).dataset, out)
@@ -613,7 +620,9 @@ def test_class_names_that_differ_only_in_case_are_an_error_until_mapped(tmp_path
         "c.jpg,STAR,test\nd.jpg,star,test\n"
     )
     base = {"name": "l", "format": "labels_csv", "root": str(root)}
-    with pytest.raises(DatasetError, match=r"differ only in case.*'Circle', 'circle'; 'STAR', 'star'"):
+    with pytest.raises(
+        DatasetError, match=r"differ only in case.*'Circle', 'circle'; 'STAR', 'star'"
+    ):
         build_dataset(load_config({"dataset": base}).dataset, tmp_path / "o")
     aliases = {"Circle": "circle", "STAR": "star"}
     out = tmp_path / "mapped"

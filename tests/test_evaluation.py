@@ -398,7 +398,11 @@ def test_coco_mask_ap_leaves_out_images_without_ground_truth_masks() -> None:
     assert segm["AP50"] == pytest.approx(1.0) and segm["images_without_masks"] == 1
     assert coco_ap(gt, dets, iou_type="bbox")["AP50"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="1 of 2 detections have no segmentation"):
-        coco_ap(gt, [dets[0], {k: v for k, v in dets[1].items() if k != "segmentation"}], iou_type="segm")
+        coco_ap(
+            gt,
+            [dets[0], {k: v for k, v in dets[1].items() if k != "segmentation"}],
+            iou_type="segm",
+        )
 
 
 def test_evaluate_reports_segm_when_detections_have_masks() -> None:

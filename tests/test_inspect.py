@@ -141,7 +141,9 @@ def test_damaged_stores_and_files_are_flagged_by_name(tmp_path: Path, capsys) ->
         del f["images"]["b"]
     assert any("finished with 2" in p for p in inspect_file(deleted).problems)
 
-    no_boxes = _store(tmp_path / "no_boxes.h5", {"a": {k: v for k, v in _one_box().items() if k != "boxes"}})
+    no_boxes = _store(
+        tmp_path / "no_boxes.h5", {"a": {k: v for k, v in _one_box().items() if k != "boxes"}}
+    )
     s = inspect_file(no_boxes)
     assert any("lack datasets, e.g. a has no ['boxes']" in p for p in s.problems)
 
@@ -155,9 +157,14 @@ def test_damaged_stores_and_files_are_flagged_by_name(tmp_path: Path, capsys) ->
     pgt.write_text(
         json.dumps(
             {
-                "images": [{"id": 1, "width": -5, "height": 10}, {"id": 2, "width": float("nan"), "height": 10}],
+                "images": [
+                    {"id": 1, "width": -5, "height": 10},
+                    {"id": 2, "width": float("nan"), "height": 10},
+                ],
                 "categories": [{"id": 1, "name": "a"}],
-                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 2]}],
+                "annotations": [
+                    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 2]}
+                ],
             }
         )
     )
@@ -178,7 +185,17 @@ def test_cli_refuses_bad_arguments_without_a_traceback(built: Path, tmp_path: Pa
     assert exc.value.code == 2 and "1.5 is not in (0, 1]" in capsys.readouterr().err
     results = built
     code = main(
-        ["show", "--results", str(results), "--image", "nope", "--stage", "pgt", "-o", str(tmp_path / "x.png")]
+        [
+            "show",
+            "--results",
+            str(results),
+            "--image",
+            "nope",
+            "--stage",
+            "pgt",
+            "-o",
+            str(tmp_path / "x.png"),
+        ]
     )
     err = capsys.readouterr().err
     assert code == 2 and "image 'nope' is not in" in err and "Traceback" not in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import types
 import typing
@@ -453,13 +454,9 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
     if cfg.wsod.backbone == "vgg16_oicr" and cfg.wsod.output_stride != 8:
         raise ConfigError("config key 'wsod.output_stride': vgg16_oicr has output stride 8")
     _check_schedule("cam", cfg.cam.iterations, cfg.cam.warmup_iterations, None)
-    _check_schedule(
-        "wsod", cfg.wsod.iterations, cfg.wsod.warmup_iterations, cfg.wsod.lr_steps
-    )
+    _check_schedule("wsod", cfg.wsod.iterations, cfg.wsod.warmup_iterations, cfg.wsod.lr_steps)
     drop = cfg.wsod.dropblock
-    _check_schedule(
-        "wsod.dropblock", cfg.wsod.iterations, drop.warmup_iterations, drop.lr_steps
-    )
+    _check_schedule("wsod.dropblock", cfg.wsod.iterations, drop.warmup_iterations, drop.lr_steps)
     _check_schedule(
         "retrain", cfg.retrain.iterations, cfg.retrain.warmup_iterations, cfg.retrain.lr_steps
     )
@@ -476,7 +473,7 @@ def _check_schedule(
             f"({iterations} iterations)"
         )
     if steps:
-        if any(b <= a for a, b in zip(steps, steps[1:])):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ConfigError(
                 f"config key '{section}.lr_steps': {list(steps)} must be strictly increasing"
             )
@@ -499,7 +496,8 @@ def check_workflow_config(
     demo), and the dataset root exists. ``overrides`` is what the command line merges over
     config/config.yaml (its ``--configfile`` files and ``--config`` values)."""
     own = [Path(f).resolve() for f in configfiles if Path(f).resolve() != demo_config.resolve()]
-    dataset = overrides.get("dataset") if isinstance(overrides.get("dataset"), Mapping) else {}
+    given = overrides.get("dataset")
+    dataset: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     if own and "name" not in dataset:
         names = ", ".join(str(f) for f in own)
         raise ConfigError(

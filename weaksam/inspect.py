@@ -118,8 +118,7 @@ def _hdf5(path: Path) -> Summary:
         if lacking:
             first = next(iter(lacking))
             s.problems.append(
-                f"{len(lacking)} image groups lack datasets, e.g. {first} has no "
-                f"{lacking[first]}"
+                f"{len(lacking)} image groups lack datasets, e.g. {first} has no {lacking[first]}"
             )
             return s  # the figures below need them
         if kind == "proposals":
@@ -195,9 +194,7 @@ def _json(path: Path) -> Summary:
         bad_cat = sum(int(a["category_id"]) not in names for a in anns)
         if bad_cat:
             s.problems.append(f"{bad_cat} annotations have unknown categories")
-        bad_size = [
-            i for i, (w, h) in size.items() if not _positive(w) or not _positive(h)
-        ]
+        bad_size = [i for i, (w, h) in size.items() if not _positive(w) or not _positive(h)]
         if bad_size:
             s.problems.append(
                 f"{len(bad_size)} images with a missing, zero, negative or non-finite width or "
@@ -209,8 +206,10 @@ def _json(path: Path) -> Summary:
             x, y, bw, bh = (float(v) for v in a["bbox"])
             if not all(np.isfinite([x, y, bw, bh])) or bw <= 0 or bh <= 0:
                 degenerate += 1
-            elif _positive(w) and _positive(h) and (
-                x < 0 or y < 0 or x + bw > w + 1e-3 or y + bh > h + 1e-3
+            elif (
+                _positive(w)
+                and _positive(h)
+                and (x < 0 or y < 0 or x + bw > w + 1e-3 or y + bh > h + 1e-3)
             ):
                 outside += 1
         if degenerate:

@@ -75,7 +75,9 @@ def read_coco_split(
     for img in data["images"]:
         _require(img, ("id", "file_name"), "image", json_path)
         file_name = str(img["file_name"])
-        if img["id"] in records or img["id"] in skipped:  # its annotations could belong to either image
+        if (
+            img["id"] in records or img["id"] in skipped
+        ):  # its annotations could belong to either image
             raise DatasetError(
                 f"{json_path}: image id {img['id']} is used twice (by {file_name} and an earlier "
                 "image); image ids must be unique"

@@ -174,7 +174,11 @@ def read_voc(
                     f"split file {split_file} not found (use dataset.voc.layout: loose for "
                     "folders without ImageSets)"
                 )
-            ids = [line.split()[0] for line in split_file.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+            ids = [
+                line.split()[0]
+                for line in split_file.read_text(encoding="utf-8-sig").splitlines()
+                if line.strip()
+            ]
             assignments += [(image_id, split) for image_id in ids]
     else:
         ids = sorted(p.stem for p in ann_dir.glob("*.xml"))
