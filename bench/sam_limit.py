@@ -128,7 +128,7 @@ def time_split(images: int) -> dict[str, Any]:
     cfg = load_config_file(REPO / "config" / "config.yaml")
     results = REPO / "results" / cfg.dataset.name
     manifest = read_manifest(results / "manifest.parquet").split(cfg.dataset.train_split)
-    prompts = read_prompts(results / "prompts" / f"{cfg.dataset.train_split}.parquet")
+    prompts = read_prompts(str(results / "prompts" / f"{cfg.dataset.train_split}.parquet"))
     seg = build_segmenter(cfg.sam, cfg.assets, torch.device("cpu"), threads=torch.get_num_threads())
     t = dict.fromkeys(("io", "encoder", "decoder", "postprocess", "postprocess_sam", "nms"), 0.0)
     n_prompts = n_masks = 0
