@@ -187,6 +187,7 @@ def retrain_outputs():
         files += [
             f"{RESULTS}/detector/{v}/model.pt",
             f"{RESULTS}/detector/{v}/detections_{TEST_SPLIT}.json",
+            f"{RESULTS}/detector/{v}/model_card.md",
         ]
         if CFG.dataset.has_ground_truth:
             files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
@@ -207,6 +208,7 @@ def wsis_outputs():
             f"{RESULTS}/wsis/{head}/masks.json",
             f"{RESULTS}/maskrcnn/{head}/model.pt",
             f"{RESULTS}/maskrcnn/{head}/detections_{TEST_SPLIT}.json",
+            f"{RESULTS}/maskrcnn/{head}/model_card.md",
         ]
         if CFG.dataset.has_ground_truth:
             files += [

@@ -156,3 +156,58 @@ def test_models_of_another_kind_are_named(tmp_path: Path) -> None:
     assert (
         main(["predict", str(tmp_path), "--model", str(wsod), "-o", str(tmp_path / "x.json")]) == 2
     )
+
+
+def test_weak_classes_by_hand() -> None:
+    from weaksam.retrain.model_card import weak_classes
+
+    # mean of 0.8, 0.6, 0.1 = 0.5; weak below 0.5 x 0.5 = 0.25: only c; NaN classes are left out
+    per_class = {
+        "a": {"ap11": 0.8},
+        "b": {"ap11": 0.6},
+        "c": {"ap11": 0.1},
+        "d": {"ap11": float("nan")},
+    }
+    assert weak_classes(per_class) == ["c"]
+
+
+def test_model_card_names_data_schedule_metrics_and_weak_classes(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from weaksam.retrain.model_card import model_card
+
+    det, _, folder = trained
+    out = folder.parents[1] / "out"
+    names = ["circle", "triangle", "square", "star", "cross"]
+    metrics = {
+        "num_images": 2,
+        "voc": {
+            "map11": 0.4,
+            "map_area": 0.41,
+            "per_class": {
+                n: {"ap11": v, "npos": 1}
+                for n, v in zip(names, [0.9, 0.5, 0.1, 0.5, 0.0], strict=True)
+            },
+        },
+    }
+    metrics_path = tmp_path / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics))
+    quality = tmp_path / "quality.json"
+    quality.write_text(
+        json.dumps({"ground_truth": True, "pgt": {"iou": 0.5, "precision": 0.61, "recall": 0.72}})
+    )
+    card = model_card(
+        model_path=str(det),
+        manifest_path=str(out / "manifest.parquet"),
+        instances_path=str(out / "gt" / "trainval.json"),
+        pgt_quality_path=str(quality),
+        metrics_path=str(metrics_path),
+        digest="abc123",
+        repo=Path(__file__).resolve().parents[1],
+    )
+    assert "# Faster R-CNN" in card and "4 trainval images" in card
+    assert "precision 0.610, recall 0.720" in card and "config digest `abc123`" in card
+    assert "12 steps of 2 images" in card
+    # mean AP50 0.4: weak below 0.2 -> square (0.1) and cross (0.0)
+    assert "weak classes (test AP50 under 50% of the mean): square, cross" in card
+    assert "| circle | 0.900 |" in card

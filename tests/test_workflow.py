@@ -152,6 +152,10 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     )
     m = json.loads((results / "maskrcnn" / "mist" / "metrics_test.json").read_text())
     assert {"AP25", "AP50", "AP70", "AP75", "AP"} <= set(m["coco_segm"])
+    # every retrained model has its card, with the run's own figures
+    for card in ("detector/mist", "detector/mist/no_roi_drop", "maskrcnn/mist"):
+        text = (results / card / "model_card.md").read_text()
+        assert "## Test metrics" in text and "dataset `tiny`" in text and "precision" in text
     # `weaksam show` draws every stage of a training image; `weaksam inspect` reads every artifact
     image = str(manifest.split("trainval")["image_id"][0])
     for stage in ("cam", "prompts", "proposals", "pgt", "masks", "detections"):
@@ -228,7 +232,7 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     dry = snakemake(tmp_path, cfg2, "--dry-run", "--quiet", "rules")
     assert dry.returncode == 0, dry.stderr[-2000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M))
-    assert jobs.pop("total") == "26"
+    assert jobs.pop("total") == "29"
     downstream = {
         "wsod_train": "1",
         "wsod_train_selective_search": "1",
@@ -246,6 +250,7 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
         "maskrcnn_train": "1",
         "maskrcnn_detect": "1",
         "maskrcnn_metrics": "1",
+        "model_card": "3",
         "report_figures": "1",
         "all": "1",
     }
