@@ -336,6 +336,15 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """``weaksam predict`` as a workflow target on the images of a folder named here."""
+
+    images: str | None = None
+    models: tuple[str, ...] = ("detector",)
+    score_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -364,6 +373,7 @@ class WeaksamConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     wsis: WsisConfig = field(default_factory=WsisConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
