@@ -22,6 +22,7 @@ include: "rules/pgt.smk"
 include: "rules/retrain.smk"
 include: "rules/wsis.smk"
 include: "rules/oracles.smk"
+include: "rules/predict.smk"
 include: "rules/report.smk"
 
 
@@ -36,4 +37,5 @@ rule all:
         pgt_outputs(),
         retrain_outputs(),
         wsis_outputs(),
+        predict_outputs(),
         rules.report_figures.output,

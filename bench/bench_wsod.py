@@ -29,12 +29,17 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torchvision.ops import box_iou  # noqa: E402
 
 from tests.reference_wsod import reference_mist, reference_oicr  # noqa: E402
 from weaksam.config import AssetsConfig, WsodConfig, load_config_file  # noqa: E402
 from weaksam.wsod.losses import image_loss  # noqa: E402
 from weaksam.wsod.model import HEADS, Head  # noqa: E402
-from weaksam.wsod.pseudo_labels import mist_pseudo_labels, oicr_pseudo_labels  # noqa: E402
+from weaksam.wsod.pseudo_labels import (  # noqa: E402
+    greedy_nms,
+    mist_pseudo_labels,
+    oicr_pseudo_labels,
+)
 from weaksam.wsod.train import build_wsod_net, param_groups  # noqa: E402
 
 
@@ -72,6 +77,31 @@ def bench_pseudo_labels(r: int, k: int = 20) -> dict[str, Any]:
         t_ref = best_of(lambda ref=ref: ref(boxes, scores, labels), 1)
         out[name] = {"weaksam_s": t_ours, "loop_reference_s": t_ref, "speedup": t_ref / t_ours}
     return out
+
+
+def loop_greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    """weaksam's earlier greedy NMS: a Python loop over the candidates, one device sync each."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    overlap = box_iou(boxes[order], boxes[order]) > iou
+    keep = torch.ones(order.shape[0], dtype=torch.bool, device=boxes.device)
+    for i in range(order.shape[0]):
+        if keep[i]:
+            later = overlap[i].clone()
+            later[: i + 1] = False
+            keep &= ~later
+    return order[keep]
+
+
+def bench_greedy_nms(n: int, device: str) -> dict[str, Any]:
+    """OICR's NMS over ``n`` candidates (early in training most proposals are candidates)."""
+    boxes, scores, _ = problem(n, 2, seed=n)
+    tb = torch.from_numpy(boxes).to(device)
+    ts = torch.from_numpy(scores[:, 0]).to(device)
+    assert greedy_nms(tb, ts, 0.5).tolist() == loop_greedy_nms(tb, ts, 0.5).tolist()
+    t_new = best_of(lambda: greedy_nms(tb, ts, 0.5).tolist(), 5)
+    t_loop = best_of(lambda: loop_greedy_nms(tb, ts, 0.5).tolist(), 3)
+    return {"candidates": n, "device": device, "weaksam_s": t_new, "loop_s": t_loop,
+            "speedup": t_loop / t_new}  # fmt: skip
 
 
 def bench_training(cfg: WsodConfig, size: tuple[int, int], r: int, steps: int) -> dict[str, Any]:
@@ -124,6 +154,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     result: dict[str, Any] = {
         "pseudo_labels": [bench_pseudo_labels(r) for r in (100, 500, 2000)],
+        "greedy_nms": [
+            bench_greedy_nms(n, d)
+            for d in ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
+            for n in (100, 500, 2000)
+        ],
     }
     demo = load_config_file(REPO / "config" / "config.yaml").wsod
     result["training_embedded"] = bench_training(demo, (256, 341), 300, args.steps)

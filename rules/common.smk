@@ -5,9 +5,21 @@ import sys
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
 
 from weaksam.assets import cache_dir
-from weaksam.config import DetectorSizesConfig, load_config, section_digest
+from weaksam.config import (
+    DetectorSizesConfig,
+    check_workflow_config,
+    load_config,
+    section_digest,
+)
 
 CFG = load_config(config)
+check_workflow_config(
+    CFG,
+    workflow.config_settings.overwrite_config or {},
+    list(workflow.overwrite_configfiles or []),
+    Path(workflow.basedir) / "config" / "config.yaml",
+    Path.cwd(),
+)
 DATASET = CFG.dataset.name
 RESULTS = f"results/{DATASET}"
 SPLITS = list(CFG.dataset.splits)
@@ -175,6 +187,7 @@ def retrain_outputs():
         files += [
             f"{RESULTS}/detector/{v}/model.pt",
             f"{RESULTS}/detector/{v}/detections_{TEST_SPLIT}.json",
+            f"{RESULTS}/detector/{v}/model_card.md",
         ]
         if CFG.dataset.has_ground_truth:
             files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
@@ -195,6 +208,7 @@ def wsis_outputs():
             f"{RESULTS}/wsis/{head}/masks.json",
             f"{RESULTS}/maskrcnn/{head}/model.pt",
             f"{RESULTS}/maskrcnn/{head}/detections_{TEST_SPLIT}.json",
+            f"{RESULTS}/maskrcnn/{head}/model_card.md",
         ]
         if CFG.dataset.has_ground_truth:
             files += [

@@ -90,3 +90,45 @@ rule retrain_metrics:
         evaluation=CFG.evaluation.digest(),
     script:
         "../workflow/scripts/detection_metrics.py"
+
+
+def model_card_inputs(wildcards):
+    """What a model card reads: the model, the manifest, what it learned from (the PGT boxes,
+    or their SAM masks) and, where ground truth exists, the PGT quality and the test metrics.
+    """
+    head = wildcards.variant.split("/")[0]
+    files = {
+        "model": f"{RESULTS}/{wildcards.model}/{wildcards.variant}/model.pt",
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "instances": (
+            f"{RESULTS}/pgt/{head}/pgt.json"
+            if wildcards.model == "detector"
+            else f"{RESULTS}/wsis/{head}/masks.json"
+        ),
+        "quality": f"{RESULTS}/pgt/{head}/quality.json",
+    }
+    if CFG.dataset.has_ground_truth:
+        files["metrics"] = (
+            f"{RESULTS}/{wildcards.model}/{wildcards.variant}/metrics_{TEST_SPLIT}.json"
+        )
+    return files
+
+
+rule model_card:
+    input:
+        unpack(model_card_inputs),
+    output:
+        report(
+            f"{RESULTS}/{{model}}/{{variant}}/model_card.md",
+            caption="../workflow/report/model_card.rst",
+            category="4. Models",
+            subcategory="{model}/{variant}",
+        ),
+    log:
+        f"{RESULTS}/logs/model_card/{{model}}_{{variant}}.log",
+    conda:
+        ENV
+    params:
+        digest=RETRAIN_DIGEST,
+    script:
+        "../workflow/scripts/model_card.py"

@@ -81,3 +81,13 @@ def reference_oicr(
         if all(_iou(cands[j][0], g[0]) <= nms_iou for g in kept):
             kept.append(cands[j])
     return _assign(boxes, kept, fg_iou)
+
+
+def reference_greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """Greedy NMS over candidates ranked by score, ties by index: keep a box unless a kept
+    box overlaps it with IoU > ``iou``."""
+    kept: list[int] = []
+    for i in _ranked(scores):
+        if all(_iou(boxes[i], boxes[j]) <= iou for j in kept):
+            kept.append(i)
+    return kept

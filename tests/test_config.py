@@ -96,3 +96,68 @@ def test_conda_env_pins_match_requirements() -> None:
     pins = dict(p.split("==") for p in pip if re.match(r"^[\w.-]+==", p))
     dev = {"ruff", "snakefmt", "pytest", "mypy"}
     assert pins == {k: v for k, v in req.items() if k not in dev}
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        (
+            "wsod",
+            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [80, 60]},
+            r"wsod.lr_steps.*strictly increasing",
+        ),
+        (
+            "wsod",
+            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [60, 60]},
+            r"wsod.lr_steps.*strictly increasing",
+        ),
+        (
+            "wsod",
+            {"iterations": 100, "warmup_iterations": 5, "lr_steps": [60, 100]},
+            r"wsod.lr_steps.*step 100 is not inside",
+        ),
+        ("retrain", {"iterations": 50, "warmup_iterations": 51}, r"retrain.warmup_iterations.*51"),
+        ("cam", {"iterations": 10, "warmup_iterations": 20}, r"cam.warmup_iterations"),
+        (
+            "wsod",
+            {
+                "iterations": 100,
+                "warmup_iterations": 5,
+                "lr_steps": [50],
+                "dropblock": {"lr_steps": [150]},
+            },
+            r"wsod.dropblock.lr_steps.*150",
+        ),
+    ],
+)
+def test_schedules_are_checked(section: str, values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config({**minimal(), section: values})
+    # a warm-up as long as the run and a step inside it are fine
+    load_config(
+        {**minimal(), "wsod": {"iterations": 100, "warmup_iterations": 100, "lr_steps": [99]}}
+    )
+
+
+def test_workflow_config_needs_its_own_name_and_an_existing_root(tmp_path: Path) -> None:
+    from weaksam.config import check_workflow_config
+
+    demo = REPO / "config" / "config.yaml"
+    mine = tmp_path / "mine.yaml"
+    root = tmp_path / "data"
+    raw = {"dataset": {"format": "labels_csv", "root": "data"}}
+    # config/config.yaml's name under a user file that names none: refused, not results/demo/
+    cfg = load_config(_merge(yaml.safe_load(demo.read_text()), raw))
+    with pytest.raises(ConfigError, match=r"dataset.name': not set in .*mine.yaml.*results/demo/"):
+        check_workflow_config(cfg, raw, [mine], demo, tmp_path)
+    named = {"dataset": {**raw["dataset"], "name": "mine"}}
+    cfg = load_config(_merge(yaml.safe_load(demo.read_text()), named))
+    with pytest.raises(ConfigError, match=r"'dataset.root': folder .*data does not exist"):
+        check_workflow_config(cfg, named, [mine], demo, tmp_path)
+    root.mkdir()
+    check_workflow_config(cfg, named, [mine], demo, tmp_path)  # relative to the working folder
+    # the demo itself, alone or named explicitly, and a name given with --config
+    demo_cfg = load_config_file(demo)
+    check_workflow_config(demo_cfg, {}, [], demo, tmp_path)
+    check_workflow_config(demo_cfg, yaml.safe_load(demo.read_text()), [demo], demo, tmp_path)
+    check_workflow_config(cfg, {"dataset": {"name": "cli"}}, [mine], demo, tmp_path)

@@ -228,7 +228,6 @@ def test_loose_layout_seeded_split(tmp_path: Path) -> None:
     out = tmp_path / "o"
     build_dataset(cfg, out)
     frame = read_manifest(out / "manifest.parquet").frame
-    assert (frame["split"] == "test").sum() == 3  # round(10 * 0.3)
     assert seeded_split(
         [f"im{i}" for i in range(10)], "trainval", "test", seed=3, test_fraction=0.3
     ) == dict(zip(frame["image_id"], frame["split"], strict=True))
@@ -236,6 +235,20 @@ def test_loose_layout_seeded_split(tmp_path: Path) -> None:
         {"a": "tr", "b": "te"},
         {"a": "te", "b": "tr"},
     )
+
+
+def test_seeded_split_is_decided_per_image() -> None:
+    """Adding images never moves the others (the split of an id depends on the id and the seed
+    alone); the test share is the fraction on average; another seed gives another split."""
+    ids = [f"{i:06d}" for i in range(2000)]
+    full = seeded_split(ids, "tr", "te", seed=7, test_fraction=0.25)
+    part = seeded_split(ids[:200], "tr", "te", seed=7, test_fraction=0.25)
+    assert all(full[i] == part[i] for i in ids[:200])
+    share = sum(v == "te" for v in full.values()) / len(full)
+    assert abs(share - 0.25) < 0.03  # binomial sd sqrt(.25 * .75 / 2000) = 0.0097
+    other = seeded_split(ids, "tr", "te", seed=8, test_fraction=0.25)
+    assert sum(full[i] != other[i] for i in ids) > 500  # 2 * .25 * .75 * 2000 = 750 expected
+    assert seeded_split(ids, "tr", "te", seed=7, test_fraction=0.0) == dict.fromkeys(ids, "tr")
 
 
 def _coco_file(path: Path, images: list[dict], anns: list[dict]) -> None:
@@ -381,7 +394,9 @@ def test_coco_unknown_category_is_recorded_in_skip_mode(tmp_path: Path) -> None:
         ).dataset,
         out,
     )
-    assert [r["action"] for r in skipped(out)] == ["dropped_object"]
+    # category 99 is unknown (its object dropped); "car" (id 3) has no objects: not a class
+    assert [r["action"] for r in skipped(out)] == ["dropped_object", "dropped_class"]
+    assert "'car' has no objects" in skipped(out)[1]["reason"]
 
 
 def test_labels_csv_has_no_ground_truth(tmp_path: Path) -> None:
@@ -455,7 +470,182 @@ def test_coco_without_test_file_is_split_by_seed(tmp_path: Path) -> None:
     out = tmp_path / "o"
     build_dataset(cfg, out)
     frame = read_manifest(out / "manifest.parquet").frame
-    assert frame["split"].value_counts().to_dict() == {"trainval": 2, "test": 2}
+    assert set(frame["split"]) == {"trainval", "test"}
     assert dict(zip(frame["image_id"], frame["split"], strict=True)) == seeded_split(
         [f"i{i}" for i in range(4)], "trainval", "test", seed=2, test_fraction=0.5
     )
+
+
+def test_byte_order_mark_is_accepted_in_every_text_input(
+    make_voc: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Spreadsheet programs and some editors write a UTF-8 byte-order mark: it must not become
+    part of the first id, header or JSON token."""
+    bom = "\ufeff"
+    root = make_voc({"trainval": [("a", [("dog", (1, 1, 10, 10), False)])], "test": [("b", [])]})
+    split_file = root / "ImageSets" / "Main" / "trainval.txt"
+    split_file.write_text(bom + split_file.read_text(), encoding="utf-8")
+    build_dataset(voc_cfg(root), tmp_path / "voc_out")
+    assert read_manifest(tmp_path / "voc_out" / "manifest.parquet").frame["image_id"].tolist() == [
+        "a",
+        "b",
+    ]
+
+    folder = tmp_path / "folder"
+    for name in ("a", "b"):
+        write_image(folder / f"{name}.jpg", (64, 48))
+    (folder / "labels.csv").write_text(
+        bom + "image,labels,split\na.jpg,dog,trainval\nb.jpg,cat,test\n", encoding="utf-8"
+    )
+    cfg = load_config(
+        {"dataset": {"name": "l", "format": "labels_csv", "root": str(folder)}}
+    ).dataset
+    build_dataset(cfg, tmp_path / "csv_out")
+    assert read_manifest(tmp_path / "csv_out" / "manifest.parquet").frame["labels"].tolist() == [
+        [1],
+        [0],
+    ]
+
+    coco = tmp_path / "coco"
+    write_image(coco / "p.jpg", (64, 48))
+    write_image(coco / "q.jpg", (64, 48))
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]
+    images = [
+        {"id": i, "file_name": f"{n}.jpg", "width": 64, "height": 48}
+        for i, n in ((1, "p"), (2, "q"))
+    ]
+    _coco_file(coco / "a.json", images, anns)
+    (coco / "a.json").write_text(bom + (coco / "a.json").read_text(), encoding="utf-8")
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "c",
+                "format": "coco",
+                "root": str(coco),
+                "coco": {"train_json": "a.json", "train_images": "."},
+            }
+        }
+    ).dataset
+    assert build_dataset(cfg, tmp_path / "coco_out").classes == ("person",)  # car is unused
+
+
+@pytest.mark.parametrize("mode", ["fail", "skip"])
+def test_coco_duplicate_image_id_is_an_error(tmp_path: Path, mode: str) -> None:
+    """Two images with one id: their annotations cannot be told apart, so neither mode may keep
+    one image and attach both images' boxes to it."""
+    root = tmp_path / "coco"
+    write_image(root / "p.jpg", (64, 48))
+    write_image(root / "q.jpg", (64, 48))
+    images = [{"id": 1, "file_name": "p.jpg"}, {"id": 1, "file_name": "q.jpg"}]
+    _coco_file(
+        root / "a.json", images, [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]
+    )
+    cfg = load_config(
+        {
+            "dataset": {
+                "name": "c",
+                "format": "coco",
+                "root": str(root),
+                "on_bad_image": mode,
+                "coco": {"train_json": "a.json", "train_images": ".", "test_json": "a.json",
+                         "test_images": "."},
+            }
+        }
+    ).dataset  # fmt: skip
+    with pytest.raises(
+        DatasetError, match=r"image id 1 is used twice \(by q.jpg and an earlier image\)"
+    ):
+        build_dataset(cfg, tmp_path / "o")
+
+
+@pytest.mark.parametrize("fmt", ["voc_symlink", "coco", "labels_csv"])
+def test_paths_out_of_the_root_are_skipped_and_recorded(
+    make_voc: Callable[..., Path], tmp_path: Path, fmt: str
+) -> None:
+    """Whatever the format, an image path that leaves the dataset root (``..``, or a symlink to
+    a file outside, found through the image id when the XML names no file) is refused with
+    ``fail`` and recorded as a skipped image with ``skip``; the other images are kept."""
+    outside = tmp_path / "elsewhere" / "x.jpg"
+    write_image(outside, (64, 48))
+    good = [("dog", (1, 1, 9, 9), False)]
+    if fmt == "voc_symlink":
+        root = make_voc({"trainval": [("a", good), ("b", good)], "test": [("c", good)]})
+        (root / "JPEGImages" / "b.jpg").unlink()
+        (root / "JPEGImages" / "b.jpg").symlink_to(outside)
+        xml = voc_xml("", (64, 48), good).replace("<filename />", "")
+        (root / "Annotations" / "b.xml").write_text(xml)
+        base = {"name": "v", "format": "voc", "root": str(root), "classes": ["dog"]}
+    elif fmt == "coco":
+        root = tmp_path / "coco"
+        for name in ("a", "c"):
+            write_image(root / f"{name}.jpg", (64, 48))
+        images = [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "../elsewhere/x.jpg"}]
+        anns = [{"id": k, "image_id": k, "category_id": 1, "bbox": [0, 0, 5, 5]} for k in (1, 2)]
+        _coco_file(root / "train.json", images, anns)
+        _coco_file(root / "test.json", [{"id": 1, "file_name": "c.jpg"}], anns[:1])
+        base = {
+            "name": "c",
+            "format": "coco",
+            "root": str(root),
+            "coco": {"train_json": "train.json", "train_images": ".", "test_json": "test.json",
+                     "test_images": "."},
+        }  # fmt: skip
+    else:
+        root = tmp_path / "folder"
+        for name in ("a", "c"):
+            write_image(root / f"{name}.jpg", (64, 48))
+        (root / "labels.csv").write_text(
+            "image,labels,split\na.jpg,dog,trainval\n../elsewhere/x.jpg,dog,trainval\nc.jpg,dog,test\n"
+        )
+        base = {"name": "l", "format": "labels_csv", "root": str(root)}
+    with pytest.raises(
+        DatasetError, match=r"escapes the dataset root|links out of the dataset root"
+    ):
+        build_dataset(load_config({"dataset": base}).dataset, tmp_path / "fail")
+    out = tmp_path / "skip"
+    build_dataset(load_config({"dataset": {**base, "on_bad_image": "skip"}}).dataset, out)
+    rows = [r for r in skipped(out) if r["action"] != "dropped_class"]  # COCO's unused "car"
+    assert [r["action"] for r in rows] == ["skipped_image"]
+    assert "root" in rows[0]["reason"]
+    frame = read_manifest(out / "manifest.parquet").frame
+    assert sorted(frame["image_id"]) == ["a", "c"]
+
+
+def test_class_names_that_differ_only_in_case_are_an_error_until_mapped(tmp_path: Path) -> None:
+    root = tmp_path / "folder"
+    for name in ("a", "b", "c", "d"):
+        write_image(root / f"{name}.jpg", (64, 48))
+    (root / "labels.csv").write_text(
+        "image,labels,split\na.jpg,Circle,trainval\nb.jpg,circle,trainval\n"
+        "c.jpg,STAR,test\nd.jpg,star,test\n"
+    )
+    base = {"name": "l", "format": "labels_csv", "root": str(root)}
+    with pytest.raises(
+        DatasetError, match=r"differ only in case.*'Circle', 'circle'; 'STAR', 'star'"
+    ):
+        build_dataset(load_config({"dataset": base}).dataset, tmp_path / "o")
+    aliases = {"Circle": "circle", "STAR": "star"}
+    out = tmp_path / "mapped"
+    summary = build_dataset(
+        load_config({"dataset": {**base, "class_aliases": aliases}}).dataset, out
+    )
+    assert summary.classes == ("circle", "star")
+    assert read_manifest(out / "manifest.parquet").frame["labels"].tolist() == [[0], [0], [1], [1]]
+
+
+def test_loose_voc_image_without_xml_is_in_skipped_tsv(tmp_path: Path) -> None:
+    root = tmp_path / "loose"
+    for i in range(4):
+        write_image(root / "images" / f"im{i}.jpg", (64, 48))
+        if i < 3:
+            (root / "annotations").mkdir(exist_ok=True)
+            (root / "annotations" / f"im{i}.xml").write_text(
+                voc_xml(f"im{i}.jpg", (64, 48), [("dog", (1, 1, 9, 9), False)])
+            )
+    voc = {"layout": "loose", "images_dir": "images", "annotations_dir": "annotations"}
+    with pytest.raises(DatasetError, match=r"im3.*no annotation file .*im3.xml"):
+        build_dataset(voc_cfg(root, voc=voc, test_fraction=0.3), tmp_path / "fail")
+    out = tmp_path / "skip"
+    build_dataset(voc_cfg(root, voc=voc, test_fraction=0.3, on_bad_image="skip"), out)
+    assert [(r["image_id"], r["action"]) for r in skipped(out)] == [("im3", "skipped_image")]
+    assert len(read_manifest(out / "manifest.parquet").frame) == 3

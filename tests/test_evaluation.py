@@ -371,6 +371,40 @@ def test_coco_mask_ap_at_extra_thresholds_hand_worked() -> None:
     assert math.isnan(coco_ap(gt, [], iou_type="bbox")["AP"])
 
 
+def test_coco_mask_ap_leaves_out_images_without_ground_truth_masks() -> None:
+    """Image 2's object has a box but no mask (as VOC12 images outside SegmentationObject):
+    mask AP is computed on image 1 alone, where the detection is exact (AP 1), and image 2 is
+    counted, not scored as a miss nor a KeyError. Box AP still uses both images."""
+    from weaksam.evaluation.coco import coco_ap
+
+    gt_mask = np.zeros((40, 40), bool)
+    gt_mask[0:20, 0:20] = True
+    gt = {
+        "images": [{"id": 1, "width": 40, "height": 40}, {"id": 2, "width": 40, "height": 40}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "area": 400.0,
+             "iscrowd": 0, "segmentation": _rle(gt_mask)},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 20, 20], "area": 400.0,
+             "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "a"}],
+    }  # fmt: skip
+    dets = [
+        {"image_id": i, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.9,
+         "segmentation": _rle(gt_mask)}
+        for i in (1, 2)
+    ]  # fmt: skip
+    segm = coco_ap(gt, dets, iou_type="segm")
+    assert segm["AP50"] == pytest.approx(1.0) and segm["images_without_masks"] == 1
+    assert coco_ap(gt, dets, iou_type="bbox")["AP50"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="1 of 2 detections have no segmentation"):
+        coco_ap(
+            gt,
+            [dets[0], {k: v for k, v in dets[1].items() if k != "segmentation"}],
+            iou_type="segm",
+        )
+
+
 def test_evaluate_reports_segm_when_detections_have_masks() -> None:
     from weaksam.evaluation.report import evaluate_detections, format_metrics
 

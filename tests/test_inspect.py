@@ -109,8 +109,93 @@ def test_detections_prompts_store_and_checkpoint(tmp_path: Path) -> None:
     assert c.kind == "checkpoint (wsod)" and c.facts["parameters"] == 2 and c.problems
 
 
-def test_unknown_file_is_an_error(tmp_path: Path) -> None:
+def test_unknown_file_is_a_problem_not_an_exception(tmp_path: Path) -> None:
     other = tmp_path / "x.txt"
     other.write_text("hello")
-    with pytest.raises(ValueError, match="not a weaksam artifact"):
-        inspect_file(other)
+    s = inspect_file(other)
+    assert s.kind == "unknown" and "not a weaksam artifact" in s.problems[0]
+
+
+def _store(path: Path, groups: dict[str, dict[str, np.ndarray]]) -> Path:
+    with ShardWriter(
+        path, kind=PROPOSAL_STORE_KIND, config_digest="abc", attrs={"sources": SOURCES}
+    ) as w:
+        for name, datasets in groups.items():
+            w.write(name, datasets)
+    return path
+
+
+def _one_box() -> dict[str, np.ndarray]:
+    return {
+        "boxes": np.array([[0, 0, 5, 5]], np.float32),
+        "scores": np.ones(1, np.float32),
+        "source": np.zeros(1, np.uint8),
+    }
+
+
+def test_damaged_stores_and_files_are_flagged_by_name(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import h5py
+
+    deleted = _store(tmp_path / "deleted.h5", {"a": _one_box(), "b": _one_box()})
+    with h5py.File(deleted, "a") as f:
+        del f["images"]["b"]
+    assert any("finished with 2" in p for p in inspect_file(deleted).problems)
+
+    no_boxes = _store(
+        tmp_path / "no_boxes.h5", {"a": {k: v for k, v in _one_box().items() if k != "boxes"}}
+    )
+    s = inspect_file(no_boxes)
+    assert any("lack datasets, e.g. a has no ['boxes']" in p for p in s.problems)
+
+    good = _store(tmp_path / "good.h5", {"a": _one_box()})
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    t = inspect_file(truncated)
+    assert t.kind == "unreadable" and str(truncated) in t.problems[0]
+
+    pgt = tmp_path / "pgt.json"
+    pgt.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": 1, "width": -5, "height": 10},
+                    {"id": 2, "width": float("nan"), "height": 10},
+                ],
+                "categories": [{"id": 1, "name": "a"}],
+                "annotations": [
+                    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 2]}
+                ],
+            }
+        )
+    )
+    problems = " | ".join(inspect_file(pgt).problems)
+    assert "2 images with a missing, zero, negative or non-finite width" in problems
+    assert "1 boxes with zero, negative or non-finite width" in problems
+
+    # every file is inspected even after a bad one; the status says there were problems
+    assert main(["inspect", str(truncated), str(tmp_path / "nope.h5"), str(good)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("== ") == 3 and "nope.h5: no such file" in out and "kind: proposals" in out
+
+
+def test_cli_refuses_bad_arguments_without_a_traceback(built: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    gt = built / "gt" / "test.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--gt", str(gt), "--detections", str(gt), "--iou", "1.5"])
+    assert exc.value.code == 2 and "1.5 is not in (0, 1]" in capsys.readouterr().err
+    results = built
+    code = main(
+        [
+            "show",
+            "--results",
+            str(results),
+            "--image",
+            "nope",
+            "--stage",
+            "pgt",
+            "-o",
+            str(tmp_path / "x.png"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "image 'nope' is not in" in err and "Traceback" not in err

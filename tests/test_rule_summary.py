@@ -61,3 +61,30 @@ def test_summary_line_only_when_every_output_exists(tmp_path: Path) -> None:
             )
         else:
             assert "done in" not in text
+
+
+def test_an_input_error_is_one_line_in_the_log_and_on_stderr(tmp_path: Path) -> None:
+    """A reader's error (here a VOC split file that does not exist) ends the rule's process with
+    status 1, its message alone on stderr and in the rule's log: no traceback, chained or not."""
+    log = tmp_path / "dataset.log"
+    code = f"""
+from pathlib import Path
+from weaksam.config import ConfigError, load_config
+from weaksam.data.build import build_dataset
+from weaksam.data.records import DatasetError
+from weaksam.logs import input_errors, setup_rule_logging
+
+setup_rule_logging({str(log)!r}, rule="dataset", outputs=[])
+with input_errors(DatasetError, ConfigError):
+    cfg = load_config({{"dataset": {{"name": "v", "format": "voc", "root": {str(tmp_path)!r}}}}})
+    build_dataset(cfg.dataset, Path({str(tmp_path / "out")!r}))
+"""
+    (tmp_path / "Annotations").mkdir()
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("weaksam: error: split file ")
+    assert "Traceback" not in run.stderr
+    assert "ERROR weaksam: split file " in log.read_text()

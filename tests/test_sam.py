@@ -167,6 +167,8 @@ def test_bad_prompts() -> None:
     assert (
         seg.decode(torch.zeros(0, 1, 2), torch.zeros(0, 1, dtype=torch.long)).low_res.shape[0] == 0
     )
+    empty = seg.decode(boxes=torch.zeros(0, 4))
+    assert empty.low_res.shape == (0, 4, 256, 256) and empty.iou.shape == (0, 4)
 
 
 def test_checkpoint_of_another_type_is_named(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import write_image
 from weaksam.cli import main as cli_main
 from weaksam.data.manifest import read_manifest
 from weaksam.inspect import inspect_file
@@ -97,7 +98,16 @@ def write_config(path: Path, data: dict) -> Path:
 
 
 def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "tiny.yaml", TINY)
+    new_images = tmp_path / "new_images"  # `predict.images`: two images and an unreadable file
+    for name in ("p1.jpg", "p2.png"):
+        write_image(new_images / name, (64, 64))
+    (new_images / "broken.jpg").write_bytes(b"not an image")
+    predict_cfg = {
+        "images": str(new_images),
+        "models": ["detector", "maskrcnn"],
+        "score_threshold": 0.0,
+    }
+    cfg = write_config(tmp_path / "tiny.yaml", {**TINY, "predict": predict_cfg})
     run = snakemake(tmp_path, cfg)
     assert run.returncode == 0, run.stderr[-3000:]
     results = tmp_path / "results" / "tiny"
@@ -152,6 +162,16 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     )
     m = json.loads((results / "maskrcnn" / "mist" / "metrics_test.json").read_text())
     assert {"AP25", "AP50", "AP70", "AP75", "AP"} <= set(m["coco_segm"])
+    # the predict target: detections of both models on the new images, the broken one listed
+    for model in ("detector", "maskrcnn"):
+        pred = json.loads((results / "predict" / model / "mist" / "detections.json").read_text())
+        assert [Path(i["file_name"]).name for i in pred["images"]] == ["p1.jpg", "p2.png"]
+        assert [Path(x["path"]).name for x in pred["skipped"]] == ["broken.jpg"]
+        assert len(list((results / "predict" / model / "mist" / "drawn").glob("*.png"))) == 2
+    # every retrained model has its card, with the run's own figures
+    for card in ("detector/mist", "detector/mist/no_roi_drop", "maskrcnn/mist"):
+        text = (results / card / "model_card.md").read_text()
+        assert "## Test metrics" in text and "dataset `tiny`" in text and "precision" in text
     # `weaksam show` draws every stage of a training image; `weaksam inspect` reads every artifact
     image = str(manifest.split("trainval")["image_id"][0])
     for stage in ("cam", "prompts", "proposals", "pgt", "masks", "detections"):
@@ -223,12 +243,12 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # Changing one WSOD parameter reruns exactly the WSOD rules and what depends on them.
-    changed = {**TINY, "wsod": {**TINY["wsod"], "lr": 0.002}}
+    changed = {**TINY, "predict": predict_cfg, "wsod": {**TINY["wsod"], "lr": 0.002}}
     cfg2 = write_config(tmp_path / "tiny2.yaml", changed)
     dry = snakemake(tmp_path, cfg2, "--dry-run", "--quiet", "rules")
     assert dry.returncode == 0, dry.stderr[-2000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M))
-    assert jobs.pop("total") == "26"
+    assert jobs.pop("total") == "31"
     downstream = {
         "wsod_train": "1",
         "wsod_train_selective_search": "1",
@@ -246,6 +266,8 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
         "maskrcnn_train": "1",
         "maskrcnn_detect": "1",
         "maskrcnn_metrics": "1",
+        "model_card": "3",
+        "predict": "2",
         "report_figures": "1",
         "all": "1",
     }

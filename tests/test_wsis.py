@@ -103,9 +103,11 @@ def test_mask_quality_by_hand() -> None:
     predicted = [
         {"image_id": 1, "category_id": 1, "segmentation": encode_rle(left)},  # 1/3
         {"image_id": 1, "category_id": 1, "segmentation": encode_rle(full)},  # 1
-        {"image_id": 1, "category_id": 2, "segmentation": encode_rle(left)},  # no gt mask: 0
+        {"image_id": 1, "category_id": 2, "segmentation": encode_rle(left)},  # no gt mask: unjudged
+        {"image_id": 1, "category_id": 3, "segmentation": encode_rle(left)},  # class absent: 0
     ]
-    q = mask_quality(gt, predicted, ["a", "b"])
+    q = mask_quality(gt, predicted, ["a", "b", "c"])
     assert q["per_class"]["a"] == {"mean_iou": pytest.approx(2 / 3), "masks": 2}
-    assert q["per_class"]["b"]["mean_iou"] == 0.0
+    assert "b" not in q["per_class"] and q["unjudged"] == 1
+    assert q["per_class"]["c"] == {"mean_iou": 0.0, "masks": 1}
     assert q["mean_iou"] == pytest.approx((1 / 3 + 1 + 0) / 3) and q["masks"] == 3

@@ -136,6 +136,23 @@ def test_oicr_ties_keep_the_lower_index() -> None:
     assert greedy_nms(boxes, t([0.4, 0.4, 0.1]), 0.5).tolist() == [0, 2]
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_greedy_nms_matches_the_loop_reference(seed: int) -> None:
+    """Random boxes with repeated scores and repeated boxes: the same kept indices, in the same
+    order, as the plain loop (ties by index), at several IoU thresholds."""
+    from tests.reference_wsod import reference_greedy_nms
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    xy = rng.uniform(0, 100, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 60, (n, 2))], axis=1).astype(np.float32)
+    boxes[n // 2 :: 7] = boxes[0]  # exact duplicates
+    scores = rng.choice([0.1, 0.2, 0.5, 0.9], n).astype(np.float32)  # many ties
+    for thresh in (0.3, 0.5, 0.7):
+        got = greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores), thresh).tolist()
+        assert got == reference_greedy_nms(boxes, scores, thresh)
+
+
 def test_oicr_no_positive_class() -> None:
     pl = oicr_pseudo_labels(t([[0, 0, 10, 10]]), t([[0.9, 0.1]]), t([0, 0]))
     assert pl.labels.tolist() == [0] and pl.weights.tolist() == [0.0]

@@ -293,7 +293,9 @@ def test_run_stage_under_torchrun_matches_one_process(tiny: Path, tmp_path: Path
     """The launcher a training rule uses with compute.train_gpus > 1: two torchrun processes
     (gloo on CPU) write the same model as one, process 0 writes the rule's log, process 1 its
     own, and the launch spec is removed afterwards."""
-    wsod = json.loads(json.dumps(asdict(small_cfg(iterations=2, batch_size=4))))
+    wsod = json.loads(
+        json.dumps(asdict(small_cfg(iterations=2, batch_size=4, warmup_iterations=1, lr_steps=())))
+    )
     raw = {
         "dataset": {
             "name": "t",

@@ -69,6 +69,29 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from weaksam.predict import predict
+
+    result = predict(
+        args.model,
+        args.inputs,
+        device=args.device,
+        score_threshold=args.score_threshold,
+        test_size=args.test_size,
+        tta=False if args.no_tta else None,
+        draw_dir=args.draw,
+        batch_size=args.batch_size,
+    )
+    write_json(args.out, result.to_json())
+    print(
+        f"wrote {args.out}: {len(result.annotations)} detections on {len(result.images)} images"
+        + (f"; {len(result.skipped)} unreadable images skipped" if result.skipped else "")
+    )
+    for item in result.skipped:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from weaksam.viz.show import show
 
@@ -83,6 +106,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out}: {caption}")
     return 0
+
+
+def _unit_interval(text: str) -> float:
+    """An IoU threshold: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
         "files", nargs="+", type=Path, help="artifact files, e.g. results/shapes/proposals/test.h5"
     )
     ins.set_defaults(func=_cmd_inspect)
+
+    pr = sub.add_parser(
+        "predict",
+        help="run a retrained Faster R-CNN / Mask R-CNN on new images",
+        description="Detect (and segment, with Mask R-CNN) the images of INPUT (files, folders, "
+        "text files of paths) with a model.pt of detector/ or maskrcnn/, writing a COCO-style "
+        "JSON that names its images and classes.",
+    )
+    pr.add_argument("inputs", nargs="+", type=Path, help="images, folders or .txt lists")
+    pr.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="detector/{head}/model.pt or maskrcnn/{head}/model.pt",
+    )
+    pr.add_argument("-o", "--out", type=Path, default=Path("detections.json"))
+    pr.add_argument("--draw", type=Path, help="folder for one drawn PNG per image")
+    pr.add_argument("--score-threshold", type=float, help="the model's own by default")
+    pr.add_argument("--test-size", type=int, help="shorter side at test time (the model's own)")
+    pr.add_argument("--no-tta", action="store_true", help="one pass even if the model has TTA")
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pr.add_argument("--batch-size", type=int, default=1, help="images per pass (without TTA)")
+    pr.set_defaults(func=_cmd_predict)
 
     sh = sub.add_parser(
         "show",
@@ -146,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gt", type=Path, required=True, help="COCO instances JSON (ground truth)")
     ev.add_argument("--detections", type=Path, required=True, help="COCO results JSON")
     ev.add_argument("--out", type=Path, help="metrics JSON (default: DETECTIONS.metrics.json)")
-    ev.add_argument("--iou", type=float, default=0.5, help="IoU threshold for VOC AP and CorLoc")
+    ev.add_argument(
+        "--iou", type=_unit_interval, default=0.5, help="IoU threshold for VOC AP and CorLoc"
+    )
     ev.add_argument(
         "--plus-one",
         action="store_true",

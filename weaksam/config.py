@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import types
 import typing
@@ -74,6 +75,8 @@ class DatasetConfig:
     format: Literal["shapes", "voc", "coco", "labels_csv"]
     root: str | None = None
     classes: tuple[str, ...] | None = None
+    # names as written in the data -> the class they stand for ("Circle" -> "circle")
+    class_aliases: dict[str, str] = field(default_factory=dict)
     train_split: str = "trainval"
     test_split: str = "test"
     on_bad_image: Literal["fail", "skip"] = "fail"
@@ -333,6 +336,15 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """``weaksam predict`` as a workflow target on the images of a folder named here."""
+
+    images: str | None = None
+    models: tuple[str, ...] = ("detector",)
+    score_threshold: float | None = None
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -361,6 +373,7 @@ class WeaksamConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     wsis: WsisConfig = field(default_factory=WsisConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
@@ -450,7 +463,62 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
         )
     if cfg.wsod.backbone == "vgg16_oicr" and cfg.wsod.output_stride != 8:
         raise ConfigError("config key 'wsod.output_stride': vgg16_oicr has output stride 8")
+    _check_schedule("cam", cfg.cam.iterations, cfg.cam.warmup_iterations, None)
+    _check_schedule("wsod", cfg.wsod.iterations, cfg.wsod.warmup_iterations, cfg.wsod.lr_steps)
+    drop = cfg.wsod.dropblock
+    _check_schedule("wsod.dropblock", cfg.wsod.iterations, drop.warmup_iterations, drop.lr_steps)
+    _check_schedule(
+        "retrain", cfg.retrain.iterations, cfg.retrain.warmup_iterations, cfg.retrain.lr_steps
+    )
     return cfg
+
+
+def _check_schedule(
+    section: str, iterations: int, warmup: int | None, steps: tuple[int, ...] | None
+) -> None:
+    """A warm-up no longer than the run; learning-rate steps increasing and inside the run."""
+    if warmup is not None and warmup > iterations:
+        raise ConfigError(
+            f"config key '{section}.warmup_iterations': {warmup} is longer than the run "
+            f"({iterations} iterations)"
+        )
+    if steps:
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ConfigError(
+                f"config key '{section}.lr_steps': {list(steps)} must be strictly increasing"
+            )
+        if steps[-1] >= iterations:
+            raise ConfigError(
+                f"config key '{section}.lr_steps': step {steps[-1]} is not inside the run "
+                f"({iterations} iterations), so it would never apply"
+            )
+
+
+def check_workflow_config(
+    cfg: WeaksamConfig,
+    overrides: Mapping[str, Any],
+    configfiles: list[Path],
+    demo_config: Path,
+    workdir: Path,
+) -> None:
+    """What a workflow run needs beyond a valid config: a user's config names its own results
+    folder (otherwise it would inherit ``demo`` from config/config.yaml and write over the
+    demo), and the dataset root exists. ``overrides`` is what the command line merges over
+    config/config.yaml (its ``--configfile`` files and ``--config`` values)."""
+    own = [Path(f).resolve() for f in configfiles if Path(f).resolve() != demo_config.resolve()]
+    given = overrides.get("dataset")
+    dataset: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    if own and "name" not in dataset:
+        names = ", ".join(str(f) for f in own)
+        raise ConfigError(
+            f"config key 'dataset.name': not set in {names}; without it the results would go "
+            f"to results/{cfg.dataset.name}/ of config/config.yaml"
+        )
+    if cfg.dataset.root is not None:
+        root = Path(cfg.dataset.root)
+        root = root if root.is_absolute() else workdir / root
+        if not root.is_dir():
+            raise ConfigError(f"config key 'dataset.root': folder {root} does not exist")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -82,6 +82,10 @@ def _parquet(path: Path) -> Summary:
     return Summary("parquet", {"rows": len(frame), "columns": list(frame.columns)})
 
 
+# the datasets every image group of a store kind must hold
+REQUIRED_DATASETS = {"proposals": ("boxes", "scores", "source"), "cam": ("cams", "class_ids")}
+
+
 def _hdf5(path: Path) -> Summary:
     import h5py
 
@@ -97,6 +101,26 @@ def _hdf5(path: Path) -> Summary:
             s.problems.append("no 'images' group (not a weaksam store)")
             return s
         s.facts["images"] = len(images)
+        if "image_count" in attrs and int(attrs["image_count"]) != len(images):
+            s.problems.append(
+                f"{len(images)} image groups, but the store was finished with "
+                f"{int(attrs['image_count'])}: groups were deleted or added since"
+            )
+        incomplete = [k for k in images if not images[k].attrs.get("complete", False)]
+        if incomplete:
+            s.problems.append(f"{len(incomplete)} incomplete image groups, e.g. {incomplete[0]}")
+        needed = REQUIRED_DATASETS.get(kind, ())
+        lacking = {
+            k: [d for d in needed if d not in images[k]]
+            for k in images
+            if any(d not in images[k] for d in needed)
+        }
+        if lacking:
+            first = next(iter(lacking))
+            s.problems.append(
+                f"{len(lacking)} image groups lack datasets, e.g. {first} has no {lacking[first]}"
+            )
+            return s  # the figures below need them
         if kind == "proposals":
             n = np.array([images[k]["boxes"].shape[0] for k in images])
             s.facts["boxes"] = int(n.sum())
@@ -170,12 +194,28 @@ def _json(path: Path) -> Summary:
         bad_cat = sum(int(a["category_id"]) not in names for a in anns)
         if bad_cat:
             s.problems.append(f"{bad_cat} annotations have unknown categories")
-        outside = 0
+        bad_size = [i for i, (w, h) in size.items() if not _positive(w) or not _positive(h)]
+        if bad_size:
+            s.problems.append(
+                f"{len(bad_size)} images with a missing, zero, negative or non-finite width or "
+                f"height, e.g. image {bad_size[0]}: {size[bad_size[0]]}"
+            )
+        outside = degenerate = 0
         for a in anns:
             w, h = size.get(int(a["image_id"]), (None, None))
-            x, y, bw, bh = a["bbox"]
-            if w is not None and (x < 0 or y < 0 or x + bw > w + 1e-3 or y + bh > h + 1e-3):
+            x, y, bw, bh = (float(v) for v in a["bbox"])
+            if not all(np.isfinite([x, y, bw, bh])) or bw <= 0 or bh <= 0:
+                degenerate += 1
+            elif (
+                _positive(w)
+                and _positive(h)
+                and (x < 0 or y < 0 or x + bw > w + 1e-3 or y + bh > h + 1e-3)
+            ):
                 outside += 1
+        if degenerate:
+            s.problems.append(
+                f"{degenerate} boxes with zero, negative or non-finite width or height"
+            )
         if outside:
             s.problems.append(f"{outside} boxes reach outside their image")
         return s
@@ -183,6 +223,11 @@ def _json(path: Path) -> Summary:
         "json",
         {"top-level keys": list(data)[:10] if isinstance(data, dict) else type(data).__name__},
     )
+
+
+def _positive(v: Any) -> bool:
+    """A usable image side: a finite number above 0."""
+    return isinstance(v, int | float) and bool(np.isfinite(v)) and v > 0
 
 
 def _checkpoint(path: Path) -> Summary:
@@ -217,17 +262,23 @@ def _checkpoint(path: Path) -> Summary:
 
 
 def inspect_file(path: str | Path) -> Summary:
+    """What ``path`` holds; a file that cannot be read (missing, truncated, foreign) is a
+    summary whose problem names it, never an exception, so that a listing of many files goes on."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
+        return Summary("missing", problems=[f"{p}: no such file"])
     with p.open("rb") as f:
         head = f.read(8)
-    if head.startswith(b"PAR1"):
-        return _parquet(p)
-    if head.startswith(b"\x89HDF"):
-        return _hdf5(p)
-    if head[:1] in (b"{", b"["):
-        return _json(p)
-    if head.startswith(b"PK"):  # torch.save's zip format
-        return _checkpoint(p)
-    raise ValueError(f"{p}: not a weaksam artifact (Parquet, HDF5, JSON or a torch checkpoint)")
+    readers = {b"PAR1": _parquet, b"\x89HDF": _hdf5, b"PK": _checkpoint}  # PK: torch.save's zip
+    reader = next((r for magic, r in readers.items() if head.startswith(magic)), None)
+    if reader is None and head[:1] in (b"{", b"["):
+        reader = _json
+    if reader is None:
+        return Summary(
+            "unknown",
+            problems=[f"{p}: not a weaksam artifact (Parquet, HDF5, JSON or a torch checkpoint)"],
+        )
+    try:
+        return reader(p)
+    except Exception as exc:  # truncated or malformed: say which file and why
+        return Summary("unreadable", problems=[f"{p}: cannot be read: {type(exc).__name__}: {exc}"])

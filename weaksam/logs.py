@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -89,6 +90,19 @@ def setup_rule_logging(
     logging.captureWarnings(True)
     if rule is not None:
         atexit.register(_summarise, rule, [str(o) for o in outputs], time.perf_counter())
+
+
+@contextmanager
+def input_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Report an error in the user's input (``kinds``: e.g. ``DatasetError``, ``ConfigError``,
+    whose messages name the file or key) as one line in the rule's log and on stderr, and exit
+    with status 1: a traceback would bury the message under the reader's internals."""
+    try:
+        yield
+    except kinds as exc:
+        logging.getLogger("weaksam").error("%s", exc)
+        print(f"weaksam: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:

@@ -69,22 +69,68 @@ def read_source(
             test_fraction=cfg.test_fraction,
         )
     recs = read_labels_csv(
-        base, cfg.labels_csv, cfg.splits, split_seed=cfg.split_seed, test_fraction=cfg.test_fraction
+        base,
+        cfg.labels_csv,
+        cfg.splits,
+        log,
+        split_seed=cfg.split_seed,
+        test_fraction=cfg.test_fraction,
     )
     return recs, None
 
 
+def _apply_aliases(records: list[SourceImage], aliases: dict[str, str]) -> None:
+    """Rename class names as written to the classes they stand for (``dataset.class_aliases``)."""
+    if not aliases:
+        return
+    for rec in records:
+        for obj in rec.objects or []:
+            obj.class_name = aliases.get(obj.class_name, obj.class_name)
+        rec.labels = list(dict.fromkeys(aliases.get(name, name) for name in rec.labels))
+
+
+def _near_duplicates(names: set[str]) -> list[list[str]]:
+    """Groups of names that differ only in case, spaces, '-' or '_'."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        key = "".join(ch for ch in name.casefold() if ch not in " _-\t")
+        groups.setdefault(key, []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _class_list(
-    cfg: DatasetConfig, records: list[SourceImage], preferred: list[str] | None
+    cfg: DatasetConfig,
+    records: list[SourceImage],
+    preferred: list[str] | None,
+    log: BadInputLog,
+    origin: str,
 ) -> list[str]:
     if cfg.classes is not None:
         return list(cfg.classes)
-    if preferred is not None:
-        return preferred
     names = {o.class_name for r in records for o in (r.objects or [])}
     names |= {label for r in records for label in r.labels}
+    if preferred is not None and cfg.format != "coco":
+        return preferred  # the generator's own list
+    if preferred is not None:
+        # a COCO category no object uses would be a class with no examples: dropped, recorded
+        unused = [c for c in preferred if c not in names]
+        for name in unused:
+            log.record(
+                SourceImage("-", Path(origin), "-", None, origin=origin),
+                "dropped_class",
+                f"category {name!r} has no objects; left out of the class list",
+            )
+        return [c for c in preferred if c in names]
     if not names:
         raise DatasetError("the dataset names no classes at all")
+    clashes = _near_duplicates(names)
+    if clashes:
+        listed = "; ".join(", ".join(repr(n) for n in g) for g in clashes)
+        raise DatasetError(
+            f"class names that differ only in case or spaces: {listed}. Map them to one name "
+            "with dataset.class_aliases (e.g. {Circle: circle}) or list the classes in "
+            "dataset.classes"
+        )
     return sorted(names)
 
 
@@ -234,7 +280,11 @@ def build_dataset(
     """Read, check and write one dataset into ``out_dir`` (see the module docstring)."""
     log = BadInputLog(cfg.on_bad_image)
     records, preferred = read_source(cfg, log, source_root)
-    classes = _class_list(cfg, records, preferred)
+    _apply_aliases(records, cfg.class_aliases)
+    if preferred is not None:
+        preferred = list(dict.fromkeys(cfg.class_aliases.get(c, c) for c in preferred))
+    origin = str(cfg.root or source_root or "")
+    classes = _class_list(cfg, records, preferred, log, origin)
     class_index = {name: i for i, name in enumerate(classes)}
     seen: dict[str, SourceImage] = {}
     entries: list[ImageEntry] = []

@@ -19,7 +19,7 @@ from weaksam.data.voc import seeded_split
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        with path.open() as f:
+        with path.open(encoding="utf-8-sig") as f:  # a byte-order mark is accepted
             data = json.load(f)
     except FileNotFoundError as exc:
         raise DatasetError(f"COCO annotation file {path} not found") from exc
@@ -71,22 +71,42 @@ def read_coco_split(
     data = _load_json(json_path)
     cat_names = coco_category_names(data, json_path)
     records: dict[Any, SourceImage] = {}
+    skipped: set[Any] = set()  # image ids left out (recorded), whose annotations go with them
     for img in data["images"]:
         _require(img, ("id", "file_name"), "image", json_path)
         file_name = str(img["file_name"])
+        if (
+            img["id"] in records or img["id"] in skipped
+        ):  # its annotations could belong to either image
+            raise DatasetError(
+                f"{json_path}: image id {img['id']} is used twice (by {file_name} and an earlier "
+                "image); image ids must be unique"
+            )
         size = (
             (int(img["width"]), int(img["height"])) if "width" in img and "height" in img else None
         )
+        origin = f"{json_path} image id {img['id']}"
+        try:
+            path = resolve_inside(images_root, file_name, what=origin)
+        except DatasetError as exc:  # a path out of the root: skipped and recorded in skip mode
+            placeholder = SourceImage(
+                Path(file_name).stem, images_root / file_name, split, None, origin=origin
+            )
+            log.problem(placeholder, "skipped_image", str(exc))
+            skipped.add(img["id"])
+            continue
         records[img["id"]] = SourceImage(
             image_id=Path(file_name).stem,
-            path=resolve_inside(images_root, file_name, what=f"{json_path} image {img['id']}"),
+            path=path,
             split=split,
             objects=[],
             annotated_size=size,
-            origin=f"{json_path} image id {img['id']}",
+            origin=origin,
         )
     for ann in data["annotations"]:
         _require(ann, ("image_id", "category_id", "bbox"), "annotation", json_path)
+        if ann["image_id"] in skipped:
+            continue
         rec = records.get(ann["image_id"])
         if rec is None:
             raise DatasetError(

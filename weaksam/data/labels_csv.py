@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 
 from weaksam.config import LabelsCsvConfig
-from weaksam.data.records import DatasetError, SourceImage, resolve_inside
+from weaksam.data.records import BadInputLog, DatasetError, SourceImage, resolve_inside
 from weaksam.data.voc import seeded_split
 
 
@@ -25,6 +25,7 @@ def read_labels_csv(
     root: Path,
     cfg: LabelsCsvConfig,
     splits: tuple[str, str],
+    log: BadInputLog,
     *,
     split_seed: int,
     test_fraction: float,
@@ -33,7 +34,7 @@ def read_labels_csv(
     images_dir = root / cfg.images_dir
     if not csv_path.is_file():
         raise DatasetError(f"labels file {csv_path} not found")
-    with csv_path.open(newline="") as f:
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:  # spreadsheets write a BOM
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if "image" not in header or "labels" not in header:
@@ -48,10 +49,17 @@ def read_labels_csv(
         split = (row.get("split") or "").strip()
         if split and split not in splits:
             raise DatasetError(f"{origin}: split {split!r} is neither of {list(splits)}")
+        image_id = Path(image_rel).stem
+        try:
+            path = resolve_inside(images_dir, image_rel, what=origin)
+        except DatasetError as exc:  # a path out of the root: skipped and recorded in skip mode
+            placeholder = SourceImage(image_id, images_dir / image_rel, split, None, origin=origin)
+            log.problem(placeholder, "skipped_image", str(exc))
+            continue
         records.append(
             SourceImage(
-                image_id=Path(image_rel).stem,
-                path=resolve_inside(images_dir, image_rel, what=origin),
+                image_id=image_id,
+                path=path,
                 split=split,
                 objects=None,
                 labels=parse_labels(row.get("labels") or ""),

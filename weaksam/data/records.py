@@ -53,7 +53,9 @@ class SourceImage:
     origin: str = ""  # the annotation file or row it came from, for messages
 
 
-Action = Literal["skipped_image", "dropped_object", "clipped_box", "rotated_annotation"]
+Action = Literal[
+    "skipped_image", "dropped_object", "dropped_class", "clipped_box", "rotated_annotation"
+]
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,9 @@ VOC boxes are 1-based inclusive pixel indices; with ``one_based`` they become x2
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
-
-import numpy as np
 
 from weaksam.config import VocConfig
 from weaksam.data.images import IMAGE_SUFFIXES
@@ -84,19 +83,28 @@ def parse_voc_xml(
     return filename, size, objects
 
 
+def _unit_hash(seed: int, image_id: str) -> float:
+    """A number in [0, 1) fixed by the seed and the id alone (sha256, first 8 bytes)."""
+    digest = hashlib.sha256(f"{seed}\0{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def seeded_split(
     ids: list[str], train: str, test: str, *, seed: int, test_fraction: float
 ) -> dict[str, str]:
-    """Assign each id to ``train`` or ``test``: a seeded permutation of the sorted ids, the first
-    ``round(n * test_fraction)`` (at least 1 when n >= 2) going to ``test``."""
-    ordered = sorted(ids)
-    n = len(ordered)
-    n_test = round(n * test_fraction)
-    if n >= 2:
-        n_test = min(max(n_test, 1), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    test_idx = set(perm[:n_test].tolist())
-    return {image_id: (test if i in test_idx else train) for i, image_id in enumerate(ordered)}
+    """Assign each id to ``train`` or ``test``, decided per image: ``test`` when a hash of
+    (seed, id), uniform on [0, 1), is below ``test_fraction``. Adding or removing images never
+    moves the others. The test share is ``test_fraction`` on average, not exactly; with two or
+    more ids and one side empty, the id with the lowest (highest) hash is moved to it, so that
+    both splits have an image."""
+    u = {image_id: _unit_hash(seed, image_id) for image_id in ids}
+    out = {image_id: (test if v < test_fraction else train) for image_id, v in u.items()}
+    if len(u) >= 2 and test_fraction > 0:
+        if test not in out.values():
+            out[min(u, key=u.__getitem__)] = test
+        elif train not in out.values():
+            out[max(u, key=u.__getitem__)] = train
+    return out
 
 
 def _find_image(root: Path, images_rel: str, image_id: str, filename: str | None) -> Path | None:
@@ -107,7 +115,10 @@ def _find_image(root: Path, images_rel: str, image_id: str, filename: str | None
             resolve_inside(root, Path(images_rel) / filename, what=f"image {image_id}")
         )
     candidates += [images_dir / f"{image_id}{ext}" for ext in IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is not None and not found.resolve().is_relative_to(root.resolve()):
+        raise DatasetError(f"image {image_id}: {found} links out of the dataset root {root}")
+    return found
 
 
 def _read_one(
@@ -163,7 +174,11 @@ def read_voc(
                     f"split file {split_file} not found (use dataset.voc.layout: loose for "
                     "folders without ImageSets)"
                 )
-            ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+            ids = [
+                line.split()[0]
+                for line in split_file.read_text(encoding="utf-8-sig").splitlines()
+                if line.strip()
+            ]
             assignments += [(image_id, split) for image_id in ids]
     else:
         ids = sorted(p.stem for p in ann_dir.glob("*.xml"))
@@ -174,6 +189,17 @@ def read_voc(
         )
         assignments = [(i, split_of[i]) for s in splits for i in ids if split_of[i] == s]
     records = []
+    if cfg.layout == "loose":
+        # an image without an XML file has no labels: left out, and said so
+        annotated = {image_id for image_id, _ in assignments}
+        images_dir = root / cfg.images_dir
+        for path in sorted(images_dir.iterdir()) if images_dir.is_dir() else []:
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in annotated:
+                log.problem(
+                    SourceImage(path.stem, path, "", None, origin=str(path)),
+                    "skipped_image",
+                    f"no annotation file {ann_dir / (path.stem + '.xml')}",
+                )
     for image_id, split in assignments:
         rec = _read_one(ann_dir / f"{image_id}.xml", image_id, split, root, cfg, log)
         if rec is not None:

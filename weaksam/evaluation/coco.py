@@ -46,8 +46,12 @@ def coco_ap(
     """AP, AP50, AP75, AP25, AP70, APs/APm/APl and AR@100 of ``detections`` (COCO results) on
     ``gt`` (COCO instances dict). Returns NaNs when there are no detections."""
     keys = ("AP", "AP25", "AP50", "AP70", "AP75", "APs", "APm", "APl", "AR100")
+    unjudged = 0
+    if iou_type == "segm":
+        gt, detections, unjudged = _images_with_masks(gt, detections)
     if not detections:
-        return dict.fromkeys(keys, float("nan"))
+        empty = dict.fromkeys(keys, float("nan"))
+        return {**empty, "images_without_masks": unjudged} if iou_type == "segm" else empty
     coco_gt = _coco_from_dict(gt)
     dets = copy.deepcopy(detections)
     if iou_type == "bbox":
@@ -81,4 +85,31 @@ def coco_ap(
         result[name] = float(valid.mean()) if valid.size else float("nan")
     r = ev.eval["recall"][std, :, 0, -1]
     result["AR100"] = float(r[r > -1].mean()) if (r > -1).any() else float("nan")
+    if iou_type == "segm":
+        result["images_without_masks"] = unjudged
     return result
+
+
+def _images_with_masks(
+    gt: dict[str, Any], detections: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Mask AP is defined on the images whose every object has a ground-truth mask (VOC12, for
+    one, has masks for some images only): the others and their detections are left out and
+    counted. A detection without a segmentation is an error, not a miss."""
+    missing = [d for d in detections if "segmentation" not in d]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of {len(detections)} detections have no segmentation (image "
+            f"{missing[0].get('image_id')}); mask AP needs a mask for every detection"
+        )
+    unmasked = {int(a["image_id"]) for a in gt["annotations"] if "segmentation" not in a}
+    if not unmasked:
+        return gt, detections, 0
+    kept = {
+        **gt,
+        "images": [i for i in gt["images"] if int(i["id"]) not in unmasked],
+        "annotations": [a for a in gt["annotations"] if int(a["image_id"]) not in unmasked],
+    }
+    dets = [d for d in detections if int(d["image_id"]) not in unmasked]
+    logger.info("mask AP: %d images without ground-truth masks left out", len(unmasked))
+    return kept, dets, len(unmasked)

@@ -65,6 +65,18 @@ def detect(model: FasterRCNN, image: torch.Tensor, cfg: RetrainConfig) -> dict[s
     return out
 
 
+@torch.no_grad()
+def detect_batch(
+    model: FasterRCNN, images: list[torch.Tensor], cfg: RetrainConfig
+) -> list[dict[str, torch.Tensor]]:
+    """One pass at ``test_size`` over several images at once (no TTA). torchvision pads the
+    batch to a common size, so a detection can differ slightly from the single-image pass."""
+    model.eval()
+    configure_inference(model, cfg)
+    model.transform.min_size = (cfg.test_size,)
+    return [{k: v.cpu() for k, v in out.items()} for out in model(images)]
+
+
 def coco_results(dets: dict[str, torch.Tensor], coco_image_id: int) -> list[dict[str, Any]]:
     """COCO results entries; with masks, an RLE ``segmentation`` (probability > 0.5) each."""
     out = []

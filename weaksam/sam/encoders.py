@@ -80,7 +80,7 @@ class VitImageEncoder:
     def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         x, size = preprocess(image, self.device)
         if self.bf16:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
                 out = self.encoder(x)
             return out.float(), size
         return self.encoder(x), size

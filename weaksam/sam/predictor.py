@@ -97,6 +97,13 @@ class PromptableSegmenter:
             bad = points[outside][0].tolist()
             raise PromptError(f"prompt point {bad} lies outside the {w}x{h} image")
 
+    def _no_prompts(self) -> Decoded:
+        """The decoder's output for a batch of zero prompts."""
+        return Decoded(
+            torch.zeros(0, 4, LOW_RES, LOW_RES, device=self.device),
+            torch.zeros(0, 4, device=self.device),
+        )
+
     @torch.no_grad()
     def decode(
         self,
@@ -118,10 +125,7 @@ class PromptableSegmenter:
             if labels is None or labels.shape != points.shape[:2]:
                 raise PromptError(f"labels must have shape {tuple(points.shape[:2])}")
             if points.shape[0] == 0:
-                return Decoded(
-                    torch.zeros(0, 4, 256, 256, device=self.device),
-                    torch.zeros(0, 4, device=self.device),
-                )
+                return self._no_prompts()
             valid = labels >= 0
             self.check_points(points[valid])
             coords = points.to(self.device).float() * self._scale()  # (B, N, 2) in the 1024 frame
@@ -129,10 +133,7 @@ class PromptableSegmenter:
         box_in = None
         if boxes is not None:
             if boxes.shape[0] == 0:
-                return Decoded(
-                    torch.zeros(0, 4, 256, 256, device=self.device),
-                    torch.zeros(0, 4, device=self.device),
-                )
+                return self._no_prompts()
             self.check_points(boxes.view(-1, 2, 2))
             box_in = boxes.to(self.device).float() * self._scale().repeat(2)  # (B, 4)
         if self.point_decoder is not None and sparse_points is not None and box_in is None:

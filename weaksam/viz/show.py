@@ -91,7 +91,7 @@ def show(
     manifest: Manifest = read_manifest(results / "manifest.parquet")
     rows = manifest.frame[manifest.frame["image_id"] == image_id]
     if rows.empty:
-        raise KeyError(f"image {image_id!r} is not in {results / 'manifest.parquet'}")
+        raise ValueError(f"image {image_id!r} is not in {results / 'manifest.parquet'}")
     row = rows.iloc[0]
     height, width = int(row["height"]), int(row["width"])
     fig, ax = plt.subplots(figsize=(7, 7 * height / width))

@@ -123,17 +123,25 @@ def merge_masks_stage(pgt_path: str, shard_paths: list[str], out: str) -> None:
 def mask_quality(
     gt: dict[str, Any], predicted: list[dict[str, Any]], classes: list[str]
 ) -> dict[str, Any]:
-    """Per predicted mask, its best IoU with a ground-truth mask of the same class in the image;
-    the mean per class and over all masks. Ground truth without masks is skipped."""
+    """Per predicted mask, its best IoU with a ground-truth mask of the same class in the image
+    (0 when the image has no object of that class); the mean per class and over all masks.
+
+    A mask whose class has an object without a ground-truth mask in its image cannot be judged
+    (datasets such as VOC12 have masks for some images only): it is left out of the means and
+    counted in ``unjudged``, never scored 0."""
     images = {int(i["id"]): i for i in gt["images"]}
-    gt_by_image = _by_image([a for a in gt["annotations"] if "segmentation" in a])
+    gt_by_image = _by_image(gt["annotations"])
     per_class: dict[int, list[float]] = {}
+    unjudged = 0
     for img_id, anns in _by_image(predicted).items():
         info = images[img_id]
         h, w = int(info["height"]), int(info["width"])
         gts = gt_by_image.get(img_id, [])
         for a in anns:
             same = [g for g in gts if int(g["category_id"]) == int(a["category_id"])]
+            if any("segmentation" not in g for g in same):
+                unjudged += 1
+                continue
             best = 0.0
             if same:
                 pm = segmentation_to_mask(a["segmentation"], h, w)[None]
@@ -144,6 +152,7 @@ def mask_quality(
     return {
         "mean_iou": float(np.mean(every)) if every else float("nan"),
         "masks": len(every),
+        "unjudged": unjudged,
         "per_class": {
             classes[c]: {"mean_iou": float(np.mean(v)), "masks": len(v)}
             for c, v in sorted(per_class.items())

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, nms
 
 
 @dataclass(frozen=True)
@@ -123,18 +123,16 @@ def box_iou_batched(boxes: torch.Tensor) -> torch.Tensor:
 
 def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
     """Indices kept by greedy NMS (suppress IoU > ``iou``), highest score first, ties by index.
-    Unlike ``torchvision.ops.nms`` the tie order is defined."""
+
+    torchvision's NMS kernel is this greedy rule in one call (no per-candidate sync with the
+    device), but its sort does not define the order of equal scores; it is given the ranks of a
+    stable sort as scores, so ties keep the lower index, as the loop reference
+    (tests/reference_wsod.py) does."""
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = _stable_desc(scores)
-    overlap = box_iou(boxes[order], boxes[order]) > iou
-    keep = torch.ones(order.shape[0], dtype=torch.bool, device=boxes.device)
-    for i in range(order.shape[0]):  # over the (few) candidates, not the proposals
-        if keep[i]:
-            later = overlap[i].clone()
-            later[: i + 1] = False
-            keep &= ~later
-    return order[keep]
+    ranks = torch.arange(order.shape[0], 0, -1, dtype=torch.float32, device=boxes.device)
+    return order[nms(boxes[order].float(), ranks, iou)]
 
 
 def oicr_pseudo_labels(

@@ -1,0 +1,213 @@
+"""``weaksam predict`` and ``weaksam.retrain.load_detector``: the trained models on new images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import build_tiny_shapes
+from tests.test_retrain import _train, small_cfg
+from weaksam.cli import main
+from weaksam.data.images import load_rgb
+from weaksam.predict import ModelKindError, collect_images, predict, require_detector
+from weaksam.retrain import load_detector
+from weaksam.retrain.infer import coco_results, detect
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A detector and a Mask R-CNN trained for 2 steps on 4 tiny shapes images, and the images."""
+    root = tmp_path_factory.mktemp("predict")
+    build_tiny_shapes(root, num_trainval=4)
+    det, seg = root / "det.pt", root / "seg.pt"
+    _train(root, det, small_cfg(iterations=12, lr=0.02, lr_steps=(10,), checkpoint_every=12))
+    _train(root, seg, small_cfg(iterations=2), masks=True)
+    return det, seg, root / "src" / "JPEGImages"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jpg"))
+
+
+def test_predict_matches_the_workflow_detect_and_stands_alone(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    det, _, folder = trained
+    images = _images(folder)[:3]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{p}\n" for p in images[1:]))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    result = predict(det, [images[0], listing, broken], score_threshold=0.0, show_progress=False)
+    assert [i["file_name"] for i in result.images] == [str(p) for p in images]
+    assert [c["name"] for c in result.categories] == [
+        "circle",
+        "triangle",
+        "square",
+        "star",
+        "cross",
+    ]
+    assert result.skipped and result.skipped[0]["path"] == str(broken)
+    # the same detections as the workflow's detect stage on the same image
+    model, rcfg, _, _ = __import__("weaksam.retrain.stage", fromlist=["x"]).load_detector(
+        det, torch.device("cpu")
+    )
+    from dataclasses import replace
+
+    rcfg = replace(rcfg, score_thresh=0.0)
+    image = torch.from_numpy(load_rgb(images[0])).permute(2, 0, 1).float() / 255.0
+    want = coco_results(detect(model, image, rcfg), 1)
+    got = [a for a in result.annotations if a["image_id"] == 1]
+    assert len(got) == len(want) > 0
+    for g, w in zip(got, want, strict=True):
+        assert g["category_id"] == w["category_id"]
+        assert g["bbox"] == pytest.approx(w["bbox"], abs=1e-3)
+        assert g["score"] == pytest.approx(w["score"], abs=1e-5)
+
+
+def test_cli_writes_json_masks_and_drawings(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, seg, folder = trained
+    out, drawn = tmp_path / "dets.json", tmp_path / "drawn"
+    args = ["predict", str(folder), "--model", str(seg), "-o", str(out), "--draw", str(drawn)]
+    assert main([*args, "--score-threshold", "0.0", "--device", "cpu"]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["images"]) == len(_images(folder)) and data["annotations"]
+    assert all("segmentation" in a for a in data["annotations"])  # Mask R-CNN: RLE masks
+    assert len(list(drawn.glob("*.png"))) == len(_images(folder))
+
+
+def test_detections_come_back_in_the_displayed_orientation(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """An image stored sideways with EXIF orientation 6 gives the detections of its upright
+    copy: predict reads images as the workflow does."""
+    det, _, folder = trained
+    upright = np.asarray(Image.open(_images(folder)[0]).convert("RGB"))
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed = stored rotated 90 degrees clockwise
+    Image.fromarray(np.rot90(upright, 1).copy()).save(tmp_path / "sideways.png", exif=exif)
+    a = predict(det, [tmp_path / "upright.png"], score_threshold=0.0, show_progress=False)
+    b = predict(det, [tmp_path / "sideways.png"], score_threshold=0.0, show_progress=False)
+    assert (b.images[0]["width"], b.images[0]["height"]) == (
+        a.images[0]["width"],
+        a.images[0]["height"],
+    )
+    assert np.allclose([x["bbox"] for x in b.annotations], [x["bbox"] for x in a.annotations])
+
+
+def test_batched_prediction_keeps_the_images_apart(
+    trained: tuple[Path, Path, Path],
+) -> None:
+    """Images of one size batched together give the single-image detections (same padding)."""
+    det, _, folder = trained
+    images = _images(folder)[:4]
+    one = predict(det, images, score_threshold=0.0, show_progress=False, batch_size=1)
+    four = predict(det, images, score_threshold=0.0, show_progress=False, batch_size=4)
+    assert one.annotations and len(four.annotations) == len(one.annotations)
+    # the same detections per image up to rounding: batched convolutions round differently,
+    # which reorders the many near-equal low scores of this barely trained model, so each
+    # image's top scores and its best detection are compared
+    for image_id in range(1, len(images) + 1):
+        a = [x for x in one.annotations if x["image_id"] == image_id]
+        b = [x for x in four.annotations if x["image_id"] == image_id]
+        top_a = sorted((x["score"] for x in a), reverse=True)[:5]
+        top_b = sorted((x["score"] for x in b), reverse=True)[:5]
+        assert np.allclose(top_a, top_b, atol=1e-4)
+        best_a, best_b = max(a, key=lambda x: x["score"]), max(b, key=lambda x: x["score"])
+        assert best_a["category_id"] == best_b["category_id"]
+        assert np.allclose(best_a["bbox"], best_b["bbox"], atol=1e-2)
+
+
+def test_load_detector_gives_a_plain_torchvision_model(trained: tuple[Path, Path, Path]) -> None:
+    det, _, folder = trained
+    model = load_detector(det)
+    assert not model.training and model.weaksam_classes[0] == "circle"
+    image = torch.from_numpy(load_rgb(_images(folder)[0])).permute(2, 0, 1).float() / 255.0
+    with torch.no_grad():
+        out = model([image])[0]
+    assert set(out) == {"boxes", "scores", "labels"}
+
+
+def test_models_of_another_kind_are_named(tmp_path: Path) -> None:
+    wsod = tmp_path / "wsod.pt"
+    torch.save({"kind": "wsod", "format_version": 1, "model": {}}, wsod)
+    with pytest.raises(ModelKindError, match=r"is a WSOD head .* needs a proposal store"):
+        require_detector(wsod)
+    cam = tmp_path / "classifier.pt"
+    torch.save({"kind": "cam_classifier", "model": {}}, cam)
+    with pytest.raises(ModelKindError, match="is the CAM classifier"):
+        require_detector(cam)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ModelKindError, match="not a weaksam checkpoint"):
+        require_detector(foreign)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"kind": "detector", "hook": collect_images}, pickled)  # a pickled function
+    with pytest.raises(ModelKindError, match="weights_only=True"):
+        require_detector(pickled)
+    assert (
+        main(["predict", str(tmp_path), "--model", str(wsod), "-o", str(tmp_path / "x.json")]) == 2
+    )
+
+
+def test_weak_classes_by_hand() -> None:
+    from weaksam.retrain.model_card import weak_classes
+
+    # mean of 0.8, 0.6, 0.1 = 0.5; weak below 0.5 x 0.5 = 0.25: only c; NaN classes are left out
+    per_class = {
+        "a": {"ap11": 0.8},
+        "b": {"ap11": 0.6},
+        "c": {"ap11": 0.1},
+        "d": {"ap11": float("nan")},
+    }
+    assert weak_classes(per_class) == ["c"]
+
+
+def test_model_card_names_data_schedule_metrics_and_weak_classes(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from weaksam.retrain.model_card import model_card
+
+    det, _, folder = trained
+    out = folder.parents[1] / "out"
+    names = ["circle", "triangle", "square", "star", "cross"]
+    metrics = {
+        "num_images": 2,
+        "voc": {
+            "map11": 0.4,
+            "map_area": 0.41,
+            "per_class": {
+                n: {"ap11": v, "npos": 1}
+                for n, v in zip(names, [0.9, 0.5, 0.1, 0.5, 0.0], strict=True)
+            },
+        },
+    }
+    metrics_path = tmp_path / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics))
+    quality = tmp_path / "quality.json"
+    quality.write_text(
+        json.dumps({"ground_truth": True, "pgt": {"iou": 0.5, "precision": 0.61, "recall": 0.72}})
+    )
+    card = model_card(
+        model_path=str(det),
+        manifest_path=str(out / "manifest.parquet"),
+        instances_path=str(out / "gt" / "trainval.json"),
+        pgt_quality_path=str(quality),
+        metrics_path=str(metrics_path),
+        digest="abc123",
+        repo=Path(__file__).resolve().parents[1],
+    )
+    assert "# Faster R-CNN" in card and "4 trainval images" in card
+    assert "precision 0.610, recall 0.720" in card and "config digest `abc123`" in card
+    assert "12 steps of 2 images" in card
+    # mean AP50 0.4: weak below 0.2 -> square (0.1) and cross (0.0)
+    assert "weak classes (test AP50 under 50% of the mean): square, cross" in card
+    assert "| circle | 0.900 |" in card
