@@ -133,13 +133,13 @@ def time_split(images: int) -> dict[str, Any]:
     t = dict.fromkeys(("io", "encoder", "decoder", "postprocess", "postprocess_sam", "nms"), 0.0)
     n_prompts = n_masks = 0
     agree: list[torch.Tensor] = []
-    for row in manifest.frame.head(images).itertuples():
+    for row in manifest.head(images).itertuples():
         start = time.perf_counter()
         image = load_rgb(Path(row.path))
         t["io"] += time.perf_counter() - start
         t["encoder"] += _timed(lambda image=image: seg.set_image(image))
         p = prompts[prompts["image_id"] == row.image_id]
-        pts = torch.from_numpy(p[["x", "y"]].to_numpy(np.float32))[:, None]
+        pts = torch.from_numpy(p[["x", "y"]].to_numpy(np.float32).copy())[:, None]
         n_prompts += len(pts)
         lows = []
         for s in range(0, len(pts), cfg.sam.points_per_batch):
