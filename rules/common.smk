@@ -278,3 +278,37 @@ def oracle_outputs():
         files.append(f"{RESULTS}/oracle/maskrcnn/metrics_{TEST_SPLIT}.json")
         files += [f"{RESULTS}/wsis/gt_box_check_{s}.json" for s in SPLITS]
     return files
+
+
+def model_card_inputs(wildcards):
+    """What a model card reads: the model, the manifest, what it learned from (the PGT boxes,
+    or their SAM masks) and, where ground truth exists, the PGT quality and the test metrics.
+    """
+    head = wildcards.variant.split("/")[0]
+    files = {
+        "model": f"{RESULTS}/{wildcards.model}/{wildcards.variant}/model.pt",
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "instances": (
+            f"{RESULTS}/pgt/{head}/pgt.json"
+            if wildcards.model == "detector"
+            else f"{RESULTS}/wsis/{head}/masks.json"
+        ),
+        "quality": f"{RESULTS}/pgt/{head}/quality.json",
+    }
+    if CFG.dataset.has_ground_truth:
+        files["metrics"] = (
+            f"{RESULTS}/{wildcards.model}/{wildcards.variant}/metrics_{TEST_SPLIT}.json"
+        )
+    return files
+
+
+def predict_outputs():
+    """Detections (and drawings) of every chosen model on `predict.images`."""
+    if CFG.predict.images is None:
+        return []
+    heads = {"detector": CFG.retrain.heads, "maskrcnn": CFG.wsis.heads}
+    return [
+        f"{RESULTS}/predict/{model}/{head}/detections.json"
+        for model in CFG.predict.models
+        for head in heads[model]
+    ]

@@ -1,18 +1,6 @@
 # The retrained models on the images of `predict.images` (off unless set).
 
 
-def predict_outputs():
-    """Detections (and drawings) of every chosen model on `predict.images`."""
-    if CFG.predict.images is None:
-        return []
-    heads = {"detector": CFG.retrain.heads, "maskrcnn": CFG.wsis.heads}
-    return [
-        f"{RESULTS}/predict/{model}/{head}/detections.json"
-        for model in CFG.predict.models
-        for head in heads[model]
-    ]
-
-
 rule predict:
     input:
         model=f"{RESULTS}/{{model}}/{{head}}/model.pt",

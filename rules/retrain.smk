@@ -92,28 +92,6 @@ rule retrain_metrics:
         "../workflow/scripts/detection_metrics.py"
 
 
-def model_card_inputs(wildcards):
-    """What a model card reads: the model, the manifest, what it learned from (the PGT boxes,
-    or their SAM masks) and, where ground truth exists, the PGT quality and the test metrics.
-    """
-    head = wildcards.variant.split("/")[0]
-    files = {
-        "model": f"{RESULTS}/{wildcards.model}/{wildcards.variant}/model.pt",
-        "manifest": f"{RESULTS}/manifest.parquet",
-        "instances": (
-            f"{RESULTS}/pgt/{head}/pgt.json"
-            if wildcards.model == "detector"
-            else f"{RESULTS}/wsis/{head}/masks.json"
-        ),
-        "quality": f"{RESULTS}/pgt/{head}/quality.json",
-    }
-    if CFG.dataset.has_ground_truth:
-        files["metrics"] = (
-            f"{RESULTS}/{wildcards.model}/{wildcards.variant}/metrics_{TEST_SPLIT}.json"
-        )
-    return files
-
-
 rule model_card:
     input:
         unpack(model_card_inputs),
