@@ -10,6 +10,7 @@ split has ground truth), the config digest and the commit of the checkout that w
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -43,9 +44,19 @@ def _read(path: str | None) -> dict[str, Any] | None:
     return data
 
 
+def _number(v: Any) -> float | None:
+    """A finite number, or None (metrics files write an undefined AP as null or NaN)."""
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def _fmt(v: Any) -> str:
+    n = _number(v)
+    return "n/a" if n is None else f"{n:.3f}"
+
+
 def weak_classes(per_class: dict[str, dict[str, Any]], key: str = "ap11") -> list[str]:
     """Classes whose AP is below ``WEAK_SHARE`` x the mean over the classes with a value."""
-    values = {c: float(v[key]) for c, v in per_class.items() if v.get(key) == v.get(key)}
+    values = {c: n for c, v in per_class.items() if (n := _number(v.get(key))) is not None}
     if not values:
         return []
     mean = sum(values.values()) / len(values)
@@ -112,17 +123,18 @@ def model_card(
         lines.append("The test split has no ground truth: no metrics.")
     else:
         voc = metrics["voc"]
-        lines.append(
-            f"VOC AP50 (11-point) {voc['map11']:.3f}, area {voc['map_area']:.3f} on "
+        summary = (
+            f"VOC AP50 (11-point) {_fmt(voc['map11'])}, area {_fmt(voc['map_area'])} on "
             f"{metrics['num_images']} test images"
         )
         if "coco_segm" in metrics:
-            lines.append(f"; mask AP50 {metrics['coco_segm']['AP50']:.3f}")
+            summary += f"; mask AP50 {_fmt(metrics['coco_segm'].get('AP50'))}"
+        lines.append(summary)
         lines += ["", "| class | AP50 | test objects | pseudo boxes |", "|---|---|---|---|"]
         for k, name in enumerate(classes, start=1):
             c = voc["per_class"].get(name, {})
             lines.append(
-                f"| {name} | {c.get('ap11', float('nan')):.3f} | {c.get('npos', 0)} | "
+                f"| {name} | {_fmt(c.get('ap11'))} | {c.get('npos', 0)} | "
                 f"{boxes_per_class.get(k, 0)} |"
             )
     lines += ["", "## Limitations", ""]
