@@ -211,3 +211,123 @@ def test_model_card_names_data_schedule_metrics_and_weak_classes(
     # mean AP50 0.4: weak below 0.2 -> square (0.1) and cross (0.0)
     assert "weak classes (test AP50 under 50% of the mean): square, cross" in card
     assert "| circle | 0.900 |" in card
+
+
+def _same_detections(exported: dict[str, torch.Tensor], want: list[dict], masks: bool) -> int:
+    """Every detection of ``want`` (predict's) is in ``exported``, in the same order up to
+    near-equal scores: the same class, the box within 0.5 px, the score within 1e-3 and, for
+    masks, 99 % of the pixels the same. Returns how many were compared."""
+    from weaksam.data.masks import segmentation_to_mask
+
+    assert len(exported["boxes"]) == len(want)
+    unused = list(range(len(want)))
+    for k in range(len(want)):
+        box = exported["boxes"][k].tolist()
+        label, score = int(exported["labels"][k]), float(exported["scores"][k])
+        match = next(
+            j
+            for j in unused
+            if want[j]["category_id"] == label
+            and abs(want[j]["score"] - score) <= 1e-3
+            and np.allclose(
+                [box[0], box[1], box[2] - box[0], box[3] - box[1]], want[j]["bbox"], atol=0.5
+            )
+        )
+        unused.remove(match)
+        if masks:
+            h, w = exported["masks"].shape[-2:]
+            ours = exported["masks"][k, 0].numpy() > 0.5
+            theirs = segmentation_to_mask(want[match]["segmentation"], h, w).astype(bool)
+            assert (ours == theirs).mean() >= 0.99
+    return len(want)
+
+
+def _with_live_features(model: Path, folder: Path) -> Path:
+    """The model with the ImageNet EfficientNet-Lite0 in its backbone and a seeded random box
+    head. The test models start from a random backbone and train a few steps, so every box gets
+    the same features and the same score; ties would decide which boxes NMS and the detections
+    cap keep. Here the scores differ from box to box, so comparing detections means something."""
+    from weaksam.models.backbones import efficientnet_lite0
+
+    state = torch.load(model, map_location="cpu", weights_only=True)
+    weights = state["model"]
+    weights.update(
+        {
+            f"backbone.body.{k}": v
+            for k, v in efficientnet_lite0().state_dict().items()
+            if f"backbone.body.{k}" in weights
+        }
+    )
+    generator = torch.Generator().manual_seed(0)
+    heads = ("backbone.reduce", "roi_heads.box_head", "roi_heads.box_predictor.cls_score")
+    for key in weights:
+        if key.startswith(heads) and key.endswith("weight"):
+            fan_in = weights[key][0].numel()
+            weights[key] = torch.randn(weights[key].shape, generator=generator) / fan_in**0.5
+    out = folder / f"live_{model.name}"
+    torch.save(state, out)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_exported_models_give_predicts_detections(
+    trained: tuple[Path, Path, Path], tmp_path: Path, fmt: str
+) -> None:
+    """``weaksam export`` of both kinds, run with onnxruntime / torch.jit alone, gives what
+    ``weaksam predict`` gives, on images of other sizes and shapes than the trace's."""
+    from weaksam.export import run_exported, sidecar_path
+
+    det, seg, folder = trained
+    original = load_rgb(_images(folder)[0])
+    odd = tmp_path / "odd.png"  # odd sides, wide: not the trace's size nor a multiple of 32
+    Image.fromarray(np.ascontiguousarray(original[:51, :])).resize((97, 51)).save(odd)
+    tall = tmp_path / "tall.png"
+    Image.fromarray(original).resize((70, 133)).save(tall)
+    images = [_images(folder)[1], odd, tall]
+    compared = 0
+    for model, masks in (
+        (_with_live_features(det, tmp_path), False),
+        (_with_live_features(seg, tmp_path), True),
+    ):
+        out = tmp_path / f"{model.stem}.{'onnx' if fmt == 'onnx' else 'ts'}"
+        args = ["export", "--model", str(model), "--format", fmt, "-o", str(out)]
+        assert main([*args, "--score-threshold", "0.3"]) == 0
+        info = json.loads(sidecar_path(out).read_text())
+        assert info["classes"][0] == "circle" and info["kind"] == (
+            "mask_rcnn" if masks else "faster_rcnn"
+        )
+        assert info["in_graph"]["score_threshold"] == 0.3
+        want = predict(model, images, score_threshold=0.3, tta=False, show_progress=False)
+        for image_id, path in enumerate(images, start=1):
+            x = torch.from_numpy(load_rgb(path)).permute(2, 0, 1).float() / 255.0
+            got = run_exported(out, x)
+            dets = [a for a in want.annotations if a["image_id"] == image_id]
+            compared += _same_detections(got, dets, masks)
+    assert compared >= 10  # the comparison is not vacuous
+
+
+def test_fixed_padding_equals_the_dynamic_one_on_multiples_of_32() -> None:
+    """EfficientNet-Lite0 with its "same" paddings fixed gives the dynamic network's features on
+    inputs whose sides are multiples of 32 (the detectors pad every batch so)."""
+    from weaksam.models.backbones import efficientnet_lite0, fix_same_padding
+
+    net = efficientnet_lite0(pretrained=False).eval()
+    x = torch.rand(1, 3, 96, 160, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        before = net(x)
+        # 1 stem + 16 blocks' depthwise, expand and project convs (no expand in block 0) + head
+        assert fix_same_padding(net) == 1 + 16 * 3 - 1 + 1
+        after = net(x)
+    assert before.shape == after.shape == (1, 1280, 6, 10)
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_export_refuses_other_kinds_and_formats(tmp_path: Path) -> None:
+    from weaksam.export import export_model
+
+    wsod = tmp_path / "wsod.pt"
+    torch.save({"kind": "wsod", "format_version": 1, "model": {}}, wsod)
+    with pytest.raises(ModelKindError, match="is a WSOD head"):
+        export_model(wsod, "onnx", tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        export_model(wsod, "tflite", tmp_path / "x.tflite")  # type: ignore[arg-type]

@@ -92,6 +92,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from weaksam.export import export_model, sidecar_path
+
+    info = export_model(args.model, args.format, args.out, score_threshold=args.score_threshold)
+    print(
+        f"wrote {args.out} ({info['kind']}, {len(info['classes'])} classes, {args.format}) "
+        f"and {sidecar_path(args.out)}"
+    )
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from weaksam.viz.show import show
 
@@ -164,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pr.add_argument("--batch-size", type=int, default=1, help="images per pass (without TTA)")
     pr.set_defaults(func=_cmd_predict)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a retrained Faster R-CNN / Mask R-CNN as ONNX or TorchScript",
+        description="Export a model.pt of detector/ or maskrcnn/ as a file that runs without "
+        "weaksam (onnxruntime or torch.jit.load), with a side-car JSON (FILE.json) giving the "
+        "input it takes, what the graph does (resize, normalisation, thresholds) and the class "
+        "names. The graph is the single test pass (weaksam predict --no-tta).",
+    )
+    ex.add_argument("--model", type=Path, required=True, help="detector/{head}/model.pt, …")
+    ex.add_argument("--format", choices=["onnx", "torchscript"], required=True)
+    ex.add_argument("-o", "--out", type=Path, required=True, help="e.g. detector.onnx")
+    ex.add_argument("--score-threshold", type=float, help="the model's own by default")
+    ex.set_defaults(func=_cmd_export)
 
     sh = sub.add_parser(
         "show",

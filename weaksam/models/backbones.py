@@ -136,6 +136,46 @@ def _dilate_last_stage(net: nn.Module) -> None:
         conv.dilation = (2, 2)
 
 
+class _FixedSamePadConv(nn.Conv2d):
+    """A TensorFlow "same"-padding convolution with its padding fixed: for an input side ``i``
+    that is a multiple of the stride ``s``, "same" pads ``max((k - 1) * d + 1 - s, 0)`` whatever
+    ``i`` is (the split puts the odd pixel after). Tracing the dynamic version records
+    ``ceil(i / s)`` as a number and gives wrong sizes for every other input, so exports use this."""
+
+    fixed_pad: list[int]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.fixed_pad):
+            x = nn.functional.pad(x, self.fixed_pad)
+        return nn.functional.conv2d(
+            x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+        )
+
+
+def fix_same_padding(net: nn.Module) -> int:
+    """Turn, in place, every dynamic "same"-padding convolution of an EfficientNet-Lite0 into
+    its fixed-padding equivalent (the same weights, the same output for inputs whose sides are
+    multiples of 32: the detectors' transform pads every batch so). Returns how many changed."""
+    from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+
+    changed = 0
+    for module in net.modules():
+        if isinstance(module, Conv2dDynamicSamePadding):
+            pads = []
+            for k, d, s in zip(
+                reversed(module.weight.shape[-2:]),
+                reversed(module.dilation),
+                reversed(module.stride),
+                strict=True,
+            ):  # F.pad's order: width first
+                p = max((k - 1) * d + 1 - s, 0)
+                pads += [p // 2, p - p // 2]
+            module.__class__ = _FixedSamePadConv
+            module.fixed_pad = pads
+            changed += 1
+    return changed
+
+
 def efficientnet_lite0(
     weights: str | Path | None = None, *, pretrained: bool = True, output_stride: int = 16
 ) -> Backbone:
