@@ -283,7 +283,9 @@ def test_exported_models_give_predicts_detections(
     Image.fromarray(np.ascontiguousarray(original[:51, :])).resize((97, 51)).save(odd)
     tall = tmp_path / "tall.png"
     Image.fromarray(original).resize((70, 133)).save(tall)
-    images = [_images(folder)[1], odd, tall]
+    wide = tmp_path / "wide.png"  # 417 x 650 at shorter side 64: torchvision sizes it 63 x 99
+    Image.fromarray(original).resize((650, 417)).save(wide)
+    images = [_images(folder)[1], odd, tall, wide]
     compared = 0
     for model, masks in (
         (_with_live_features(det, tmp_path), False),
@@ -304,6 +306,27 @@ def test_exported_models_give_predicts_detections(
             dets = [a for a in want.annotations if a["image_id"] == image_id]
             compared += _same_detections(got, dets, masks)
     assert compared >= 10  # the comparison is not vacuous
+
+
+def test_export_resize_gives_the_eager_sizes() -> None:
+    """Traced, the export transform sizes images as eager torchvision does, also where float32
+    would round the other way (417 x 650 -> 63 x 99 at shorter side 64, by hand:
+    417 * fl64(64 / 417) = 63.99999999999999, floored 63; in float32 it rounds to 64)."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from weaksam.export import _EagerSizedTransform
+
+    eager = GeneralizedRCNNTransform(64, 128, [0.0] * 3, [1.0] * 3).eval()
+    export = GeneralizedRCNNTransform(64, 128, [0.0] * 3, [1.0] * 3).eval()
+    export.__class__ = _EagerSizedTransform
+    traced = torch.jit.trace(lambda x: export.resize(x)[0], (torch.rand(3, 320, 400),))
+    for h, w in [(417, 650), (495, 450), (51, 97), (999, 1001), (577, 433)]:
+        x = torch.rand(3, h, w)
+        want = eager.resize(x)[0]
+        got = traced(x)
+        assert got.shape == want.shape, (h, w)
+        assert torch.allclose(got, want, atol=1e-6)
+    assert eager.resize(torch.rand(3, 417, 650))[0].shape == (3, 63, 99)
 
 
 def test_fixed_padding_equals_the_dynamic_one_on_multiples_of_32() -> None:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from weaksam.io import write_json
 
@@ -40,6 +41,33 @@ ONNX_OPSET = 17
 # The trace's example image. Any size works afterwards: the graph pads to a multiple of 32 before
 # the backbone, so the stride-2 "same" paddings the trace records hold for every input.
 _EXAMPLE_SIZE = (3, 320, 400)
+
+
+class _EagerSizedTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform with the test resize computed as the eager model does.
+
+    Eager, torchvision sizes the image as ``floor(side * (test_size / shorter))`` in float64;
+    its tracing branch does it in float32, which gives one pixel more or less for some sizes
+    (417 x 650 at shorter side 64: 63 eager, 64 traced). Here the size is computed in float64
+    tensors (1-D, so the ONNX exporter keeps them float64) and passed to the resize as a size.
+    """
+
+    def resize(
+        self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        if self.training or target is not None:
+            raise RuntimeError("the export transform is for inference only")
+        hw = torch._shape_as_tensor(image)[-2:].to(torch.float64)
+        limits = torch.tensor([float(self.min_size[-1]), float(self.max_size)], dtype=hw.dtype)
+        scale = (limits / torch.stack([hw.min(), hw.max()])).min()
+        size = torch.floor(hw * scale).to(torch.int64)
+        resized = nn.functional.interpolate(
+            image[None],
+            size=[size[0], size[1]],  # type: ignore[list-item]  # 0-dim tensors stay dynamic
+            mode="bilinear",
+            align_corners=False,
+        )[0]
+        return resized, None
 
 
 class _SingleImage(nn.Module):
@@ -94,6 +122,7 @@ def export_model(
     configure_inference(model, rcfg)
     model.transform.min_size = (rcfg.test_size,)
     fix_same_padding(model.backbone)  # EfficientNet-Lite0's padding, traceable (a no-op for R50)
+    model.transform.__class__ = _EagerSizedTransform
     wrapper = _SingleImage(model, masks).eval()
     example = torch.rand(_EXAMPLE_SIZE, generator=torch.Generator().manual_seed(0))
     names = output_names(masks)
