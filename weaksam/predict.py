@@ -23,42 +23,17 @@ import numpy as np
 import torch
 
 from weaksam.data.images import IMAGE_SUFFIXES, BadImageError, load_rgb
+from weaksam.training import ModelKindError as ModelKindError  # the CLI's error
 
 logger = logging.getLogger(__name__)
 
-KINDS = {
-    "detector": "a retrained Faster R-CNN / Mask R-CNN (detector/{head}/model.pt, "
-    "maskrcnn/{head}/model.pt)",
-    "wsod": "a WSOD head (wsod/{head}/model.pt), which scores proposals: it needs a proposal "
-    "store, not images alone",
-    "cam_classifier": "the CAM classifier (cam/classifier.pt), which gives image labels and "
-    "CAMs, not boxes",
-}
-
-
-class ModelKindError(ValueError):
-    """A model file of another kind than the command needs."""
-
-
-def checkpoint_kind(path: Path) -> str:
-    """The ``kind`` a weaksam checkpoint records, read safely (``weights_only``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickled objects, truncated or foreign files
-        raise ModelKindError(
-            f"{path}: not a weaksam checkpoint that loads with weights_only=True ({exc})"
-        ) from exc
-    if not isinstance(state, dict) or "kind" not in state:
-        raise ModelKindError(f"{path}: not a weaksam checkpoint (no 'kind')")
-    return str(state["kind"])
-
 
 def require_detector(path: Path) -> None:
-    """Refuse, with what the file is and what was expected, anything but a retrained model."""
-    kind = checkpoint_kind(path)
-    if kind != "detector":
-        what = KINDS.get(kind, f"a checkpoint of kind {kind!r}")
-        raise ModelKindError(f"{path} is {what}; expected {KINDS['detector']}")
+    """Refuse, with what the file is and what was expected, anything but a retrained model
+    (the checks of ``load_checkpoint``, without building the model)."""
+    from weaksam.retrain.train import load_checkpoint
+
+    load_checkpoint(path)
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
@@ -109,7 +84,6 @@ def predict(
     from weaksam.retrain.infer import coco_results, detect, detect_batch
     from weaksam.retrain.stage import load_detector
 
-    require_detector(model_path)
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     elif device == "cuda" and not torch.cuda.is_available():

@@ -107,6 +107,21 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
+# What each checkpoint kind is, for errors that name what a file is and what was expected.
+CHECKPOINT_KINDS = {
+    "detector": "a retrained Faster R-CNN / Mask R-CNN (detector/{head}/model.pt, "
+    "maskrcnn/{head}/model.pt)",
+    "wsod": "a WSOD head (wsod/{head}/model.pt), which scores proposals: it needs a proposal "
+    "store, not images alone",
+    "cam_classifier": "the CAM classifier (cam/classifier.pt), which gives image labels and "
+    "CAMs, not boxes",
+}
+
+
+class ModelKindError(ValueError):
+    """A file that is not the weaksam checkpoint a command needs."""
+
+
 def load_state(
     path: str | Path,
     *,
@@ -116,11 +131,24 @@ def load_state(
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Load a weaksam checkpoint safely (``weights_only``) and check its ``kind`` and version;
-    ``what`` names it in the errors."""
+    ``what`` names it in the errors. A checkpoint of another kind is named with what it is
+    (``CHECKPOINT_KINDS``); a pickled or foreign file is refused."""
     try:
-        state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt, truncated or foreign file
-        raise ValueError(f"{path}: cannot load {what} checkpoint ({exc})") from exc
-    if state.get("kind") != kind or state.get("format_version") != version:
-        raise ValueError(f"{path}: not a weaksam {what} checkpoint (version {version})")
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt, truncated, pickled or foreign file
+        raise ModelKindError(
+            f"{path}: cannot load {what} checkpoint: not a weaksam checkpoint that loads with "
+            f"weights_only=True ({exc})"
+        ) from exc
+    expected = CHECKPOINT_KINDS.get(kind, f"a {what} checkpoint").split(", which")[0]
+    if not isinstance(state, dict) or "kind" not in state:
+        raise ModelKindError(f"{path}: not a weaksam checkpoint (no 'kind'); expected {expected}")
+    if state["kind"] != kind:
+        found = CHECKPOINT_KINDS.get(str(state["kind"]), f"a checkpoint of kind {state['kind']!r}")
+        raise ModelKindError(f"{path} is {found}; expected {expected}")
+    if state.get("format_version") != version:
+        raise ValueError(
+            f"{path}: a {what} checkpoint of format version {state.get('format_version')}; "
+            f"this weaksam reads version {version}"
+        )
     return state

@@ -28,11 +28,9 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Faste
     with what it is."""
     import torch
 
-    from weaksam.predict import require_detector
     from weaksam.retrain.infer import configure_inference
     from weaksam.retrain.stage import load_detector as _load
 
-    require_detector(Path(path))
     model, rcfg, classes, _ = _load(path, torch.device(device))
     configure_inference(model, rcfg)
     model.transform.min_size = (rcfg.test_size,)
