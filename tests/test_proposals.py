@@ -41,7 +41,13 @@ class StubSegmenter:
     def set_image(self, image: np.ndarray) -> None:
         self.image = image
 
-    def decode(self, points: torch.Tensor, labels: torch.Tensor) -> Decoded:
+    def decode(
+        self,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+    ) -> Decoded:
+        assert points is not None and labels is not None and boxes is None
         self.calls.append((points, labels))
         b = points.shape[0]
         codes = 10.0 * torch.arange(b)[:, None] + torch.arange(4)[None, :]  # (B, 4)
@@ -60,7 +66,7 @@ def test_point_prompts_keep_multimask_outputs_1_and_2() -> None:
     seg = StubSegmenter()
     boxes, scores, empty = point_proposals(
         seg, torch.tensor([[5.0, 5.0], [9.0, 9.0]]), (1, 2), batch=64
-    )  # type: ignore[arg-type]
+    )
     # multimask outputs 1 and 2 are decoder tokens 2 and 3: codes 2, 3 (prompt 0), 12, 13 (prompt 1)
     assert boxes[:, 0].tolist() == [2, 3, 12, 13]
     assert scores.tolist() == pytest.approx([0.7, 0.6, 0.7, 0.6]) and empty == 0
@@ -75,7 +81,7 @@ def test_class_aware_prompts_are_never_padded() -> None:
         torch.tensor([[7.0, 7.0]]),
         torch.tensor([[4.0, 4.0], [5.0, 5.0], [6.0, 6.0]]),
     ]
-    boxes, _, _ = class_aware_proposals(seg, groups, (1, 2))  # type: ignore[arg-type]
+    boxes, _, _ = class_aware_proposals(seg, groups, (1, 2))
     # One decode per point count, fewest points first: [class 1], then [class 0, class 2].
     (pts1, labels1), (pts3, labels3) = seg.calls
     assert labels1.tolist() == [[1]] and pts1.tolist() == [[[7, 7]]]
@@ -89,17 +95,17 @@ def test_grid_thresholds_and_nms() -> None:
     # multimask outputs (tokens 1..3) have IoU 0.8, 0.7, 0.25: the last fails pred_iou > 0.3.
     seg = StubSegmenter(iou=(0.99, 0.8, 0.7, 0.25))
     cfg = ProposalsConfig(box_nms_thresh=0.3)
-    boxes, scores, _ = grid_proposals(seg, torch.tensor([[1.0, 1.0], [2.0, 2.0]]), cfg, batch=64)  # type: ignore[arg-type]
+    boxes, scores, _ = grid_proposals(seg, torch.tensor([[1.0, 1.0], [2.0, 2.0]]), cfg, batch=64)
     # Boxes (c, c, c+5, c+5) for codes 1, 2 and 11, 12: codes 1 and 2 overlap with IoU 16/34 > 0.3,
     # so NMS keeps code 1 (IoU 0.8) and drops 2 (0.7); likewise 11 kept, 12 dropped.
     assert sorted(boxes[:, 0].tolist()) == [1, 11]
     assert sorted(scores.tolist()) == pytest.approx([0.8, 0.8])
     assert seg.offsets == [cfg.stability_score_offset]
     offset = ProposalsConfig(stability_score_offset=2.5)
-    grid_proposals(seg, torch.tensor([[1.0, 1.0]]), offset, batch=64)  # type: ignore[arg-type]
+    grid_proposals(seg, torch.tensor([[1.0, 1.0]]), offset, batch=64)
     assert seg.offsets[-1] == 2.5  # the configured offset reaches the stability score
     unstable = StubSegmenter(iou=(0.99, 0.8, 0.7, 0.6), stability=0.2)
-    assert grid_proposals(unstable, torch.tensor([[1.0, 1.0]]), cfg, batch=64)[0].shape == (0, 4)  # type: ignore[arg-type]
+    assert grid_proposals(unstable, torch.tensor([[1.0, 1.0]]), cfg, batch=64)[0].shape == (0, 4)
 
 
 def test_sources_merge_in_order_and_no_prompts() -> None:
@@ -113,7 +119,7 @@ def test_sources_merge_in_order_and_no_prompts() -> None:
         np.array([[9, 9]], np.float32),
         ProposalsConfig(box_nms_thresh=1.0),
         batch=8,
-    )  # type: ignore[arg-type]
+    )
     assert (
         res.source.tolist()
         == [SOURCES["grid"]] * 3 + [SOURCES["peak"]] * 2 + [SOURCES["peak_class"]] * 2
@@ -126,7 +132,7 @@ def test_sources_merge_in_order_and_no_prompts() -> None:
         np.zeros((0, 2), np.float32),
         ProposalsConfig(),
         batch=8,
-    )  # type: ignore[arg-type]
+    )
     assert none.boxes.shape == (0, 4) and none.source.shape == (0,)
 
 
@@ -189,7 +195,7 @@ def test_keep_multimask_config_changes_tokens() -> None:
         torch.tensor([[5.0, 5.0]]),
         replace(ProposalsConfig(), keep_multimask=(0,)).keep_multimask,
         batch=4,
-    )  # type: ignore[arg-type]
+    )
     assert boxes[:, 0].tolist() == [1]
 
 

@@ -21,11 +21,11 @@ from torchvision.ops import batched_nms
 
 from weaksam.config import ProposalsConfig
 from weaksam.proposals.store import SOURCES, ImageProposals
-from weaksam.sam.predictor import PromptableSegmenter
+from weaksam.sam.predictor import Segmenter
 
 
 def _boxes_of(
-    seg: PromptableSegmenter, low_res: torch.Tensor, iou: torch.Tensor
+    seg: Segmenter, low_res: torch.Tensor, iou: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(K, 256, 256) logits and (K,) IoU -> boxes and scores of the non-empty masks, and the count
     of empty ones."""
@@ -35,7 +35,7 @@ def _boxes_of(
 
 
 def point_proposals(
-    seg: PromptableSegmenter, points: torch.Tensor, keep: tuple[int, ...], batch: int
+    seg: Segmenter, points: torch.Tensor, keep: tuple[int, ...], batch: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Single-point prompts (P, 2) -> boxes of multimask outputs ``keep`` (decoder tokens 1 + k)."""
     tokens = [1 + k for k in keep]
@@ -51,7 +51,7 @@ def point_proposals(
 
 
 def class_aware_proposals(
-    seg: PromptableSegmenter, groups: list[torch.Tensor], keep: tuple[int, ...]
+    seg: Segmenter, groups: list[torch.Tensor], keep: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One multi-point prompt per class (each (N_c, 2)). Classes with the same number of points
     are decoded together; no class is padded beyond the single label -1 point that SAM's prompt
@@ -69,7 +69,7 @@ def class_aware_proposals(
 
 
 def grid_candidates(
-    seg: PromptableSegmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
+    seg: Segmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The automatic-mask-generator path before its box NMS: every multimask output of every
     grid point (G, 2) that passes the predicted-IoU and stability thresholds, as boxes, scores
@@ -94,7 +94,7 @@ def grid_candidates(
 
 
 def grid_proposals(
-    seg: PromptableSegmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
+    seg: Segmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The automatic-mask-generator path with WeakSAM's thresholds, one crop (the image)."""
     b, s, empty = grid_candidates(seg, grid, cfg, batch)
@@ -120,7 +120,7 @@ def _cat(
 
 
 def weaksam_proposals(
-    seg: PromptableSegmenter,
+    seg: Segmenter,
     image: np.ndarray,
     peaks: np.ndarray,
     peak_classes: np.ndarray,

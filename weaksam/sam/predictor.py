@@ -10,6 +10,7 @@ without numpy in the loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -43,6 +44,26 @@ class MaskBoxes:
     boxes: torch.Tensor  # (K, 4) float32
     areas: torch.Tensor  # (K,) int64
     stability: torch.Tensor  # (K,) float32
+
+
+class Segmenter(Protocol):
+    """What the proposal stage needs of a promptable segmenter: ``PromptableSegmenter``, or a
+    stand-in with the same methods (the tests' decoders with known outputs)."""
+
+    device: torch.device
+
+    def set_image(self, image: np.ndarray) -> None: ...
+
+    def decode(
+        self,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+    ) -> Decoded: ...
+
+    def masks_to_boxes(
+        self, low_res: torch.Tensor, *, stability_offset: float = 1.0
+    ) -> MaskBoxes: ...
 
 
 class PromptableSegmenter:
