@@ -39,3 +39,11 @@ rule all:
         wsis_outputs(),
         predict_outputs(),
         rules.report_figures.output,
+
+
+onsuccess:
+    release_run(Path.cwd())
+
+
+onerror:
+    release_run(Path.cwd())

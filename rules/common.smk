@@ -4,7 +4,11 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
 
+from snakemake.logging import logger
+
 from weaksam.assets import cache_dir
+from weaksam.locks import clear_stale_locks
+from weaksam.locks import release as release_run
 from weaksam.config import (
     DetectorSizesConfig,
     check_workflow_config,
@@ -20,6 +24,11 @@ check_workflow_config(
     Path(workflow.basedir) / "config" / "config.yaml",
     Path.cwd(),
 )
+if workflow.is_main_process:
+    # a run killed outright leaves Snakemake's lock: removed here when no run of this workflow
+    # is alive, so the same command resumes (weaksam.locks)
+    for message in clear_stale_locks(Path.cwd()):
+        logger.warning(f"weaksam: {message}")
 DATASET = CFG.dataset.name
 RESULTS = f"results/{DATASET}"
 SPLITS = list(CFG.dataset.splits)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -90,6 +93,26 @@ def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedPr
         *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+
+
+def kill_when(workdir: Path, config: Path, marker: Path, timeout: float = 900.0) -> float:
+    """Start the workflow as ``snakemake`` would, and ``kill -9`` it with all its jobs once
+    ``marker`` exists. Returns the seconds it ran."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(workdir), "--configfile", str(config), "--cores", "1"]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, "the workflow ended before it could be killed"
+            assert time.monotonic() - start < timeout, f"{marker} never appeared"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return time.monotonic() - start
 
 
 def write_config(path: Path, data: dict) -> Path:
@@ -273,12 +296,19 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     }
     assert jobs == downstream, dry.stdout
 
-    # Determinism: a second full run with the same seed, in another folder, gives identical
-    # proposals, pseudo ground truth, pseudo masks and metrics.
+    # Determinism and resumption: a second full run with the same seed, in another folder,
+    # killed (kill -9, Snakemake and its jobs) once the CAM classifier is written, then the same
+    # command again, without --unlock, gives identical proposals, pseudo ground truth, pseudo
+    # masks and metrics.
     second = tmp_path / "second"
     second.mkdir()
-    run = snakemake(second, cfg)
+    killed = kill_when(second, cfg, second / "results" / "tiny" / "cam" / "classifier.pt")
+    assert list((second / ".snakemake" / "locks").glob("*.lock")), "the kill left no lock"
+    run = snakemake(second, cfg, "--rerun-incomplete")
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "removed the lock of an interrupted run" in run.stderr, run.stderr[-3000:]
+    assert not list((second / ".snakemake" / "weaksam-runs").glob("*.json"))  # released
+    assert killed > 0
     other = second / "results" / "tiny"
     for store in ("proposals/trainval.h5", "proposals/test.h5", "cam/test.h5"):
         assert_same_store(results / store, other / store)

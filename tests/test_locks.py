@@ -1,0 +1,104 @@
+"""Stale Snakemake locks after a killed run (weaksam.locks)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from weaksam.locks import (
+    LOCKS,
+    RUNS,
+    Run,
+    clear_stale_locks,
+    process_start,
+    release,
+    start_field,
+    this_run,
+)
+
+
+def _lock(root: Path) -> Path:
+    (root / LOCKS).mkdir(parents=True, exist_ok=True)
+    lock = root / LOCKS / "0.output.lock"
+    lock.write_text("results/x\n")
+    return lock
+
+
+def _record(root: Path, run: Run) -> None:
+    (root / RUNS).mkdir(parents=True, exist_ok=True)
+    (root / RUNS / f"{run.name}.json").write_text(json.dumps(run.__dict__))
+
+
+@pytest.fixture
+def other_process():  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_the_lock_of_a_killed_run_is_removed_and_this_run_recorded(tmp_path: Path) -> None:
+    lock = _lock(tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _record(tmp_path, Run(socket.gethostname(), dead.pid, "12345"))
+    messages = clear_stale_locks(tmp_path)
+    assert not lock.exists() and "interrupted run" in messages[0]
+    records = sorted(p.name for p in (tmp_path / RUNS).iterdir())
+    assert records == [f"{this_run().name}.json"]  # the dead run's record is gone, ours is in
+    release(tmp_path)
+    assert not list((tmp_path / RUNS).iterdir())
+
+
+def test_a_live_run_keeps_its_lock(tmp_path: Path, other_process: subprocess.Popen) -> None:
+    lock = _lock(tmp_path)
+    started = process_start(other_process.pid)
+    assert started is not None
+    _record(tmp_path, Run(socket.gethostname(), other_process.pid, started))
+    assert clear_stale_locks(tmp_path, record=False) == []
+    assert lock.exists()
+
+
+def test_a_reused_process_id_is_not_the_recorded_run(
+    tmp_path: Path, other_process: subprocess.Popen
+) -> None:
+    """The recorded pid is alive but started at another time: another process took the id."""
+    lock = _lock(tmp_path)
+    _record(tmp_path, Run(socket.gethostname(), other_process.pid, "1"))
+    assert clear_stale_locks(tmp_path, record=False)
+    assert not lock.exists()
+
+
+def test_a_run_on_another_host_is_left_and_named(tmp_path: Path) -> None:
+    lock = _lock(tmp_path)
+    _record(tmp_path, Run("node-17", 4242, "99"))
+    messages = clear_stale_locks(tmp_path, record=False)
+    assert lock.exists()
+    assert "pid 4242 on node-17" in messages[0] and "--unlock" in messages[0]
+
+
+def test_locks_without_records_and_cut_records(tmp_path: Path) -> None:
+    """Locks with no run recorded (or only a record cut short by the kill) are stale."""
+    lock = _lock(tmp_path)
+    (tmp_path / RUNS).mkdir(parents=True)
+    (tmp_path / RUNS / "h-1.json").write_text('{"host": "h", "pi')
+    assert clear_stale_locks(tmp_path, record=False)
+    assert not lock.exists() and not (tmp_path / RUNS / "h-1.json").exists()
+    assert clear_stale_locks(tmp_path, record=False) == []  # nothing locked: nothing to say
+
+
+def test_process_start_by_hand(other_process: subprocess.Popen) -> None:
+    """Field 22 of /proc/<pid>/stat, read past a command name with spaces and parentheses."""
+    # fields: 1 pid, 2 (comm), 3 state, 4..21 = 4, 5, ..., 21, 22 start time = 777
+    line = "42 (my (odd) name) S " + " ".join(str(k) for k in range(4, 22)) + " 777 8 9\n"
+    assert start_field(line) == "777"
+    start = process_start(other_process.pid)
+    stat = Path(f"/proc/{other_process.pid}/stat").read_text().split()
+    assert start == stat[21]  # `sleep` has no spaces, so plain splitting agrees
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert process_start(dead.pid) is None
