@@ -39,11 +39,3 @@ rule all:
         wsis_outputs(),
         predict_outputs(),
         rules.report_figures.output,
-
-
-onsuccess:
-    release_run(Path.cwd())
-
-
-onerror:
-    release_run(Path.cwd())

@@ -35,6 +35,7 @@ rule cam_shard:
         f"{RESULTS}/logs/cam_{{split}}_{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/cam_{{split}}_{{shard}}.tsv"
+    priority: training_split_first
     conda:
         ENV
     threads: 1
@@ -56,6 +57,7 @@ rule cam_merge:
         f"{RESULTS}/cam/{{split}}.h5",
     log:
         f"{RESULTS}/logs/cam_merge_{{split}}.log",
+    priority: training_split_first
     conda:
         ENV
     params:

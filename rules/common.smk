@@ -8,7 +8,6 @@ from snakemake.logging import logger
 
 from weaksam.assets import cache_dir
 from weaksam.locks import clear_stale_locks
-from weaksam.locks import release as release_run
 from weaksam.config import (
     DetectorSizesConfig,
     check_workflow_config,
@@ -37,6 +36,15 @@ ENV = "../envs/weaksam.yaml"
 
 TRAIN_SPLIT = CFG.dataset.train_split
 TEST_SPLIT = CFG.dataset.test_split
+
+
+def training_split_first(wildcards):
+    """Priority of a per-split job: the training split's CAMs, prompts, proposals and WSOD
+    detections lead to WSOD training and the pseudo labels (the longest chain), so they go
+    first; the test split's jobs fill the cores the chain leaves idle."""
+    return 1 if wildcards.split == TRAIN_SPLIT else 0
+
+
 WSOD_HEADS = "wsddn|oicr|mist"
 
 

@@ -9,6 +9,7 @@ rule prompts:
         f"{RESULTS}/prompts/{{split}}.parquet",
     log:
         f"{RESULTS}/logs/prompts_{{split}}.log",
+    priority: training_split_first
     conda:
         ENV
     params:

@@ -12,6 +12,7 @@ rule proposals_shard:
         f"{RESULTS}/logs/proposals_{{split}}_{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/proposals_{{split}}_{{shard}}.tsv"
+    priority: training_split_first
     conda:
         ENV
     threads: SHARD_THREADS
@@ -35,6 +36,7 @@ rule proposals_merge:
         f"{RESULTS}/proposals/{{split}}.h5",
     log:
         f"{RESULTS}/logs/proposals_merge_{{split}}.log",
+    priority: training_split_first
     conda:
         ENV
     params:

@@ -55,6 +55,7 @@ rule wsod_detect:
         f"{RESULTS}/logs/wsod_detect_{{head}}_{{split}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/wsod_detect_{{head}}_{{split}}.tsv"
+    priority: training_split_first
     conda:
         ENV
     threads: 2

@@ -7,13 +7,14 @@ until someone runs ``--unlock``, which is unsafe when another run really is in p
 
 Each main Snakemake process of this workflow records itself in ``.snakemake/weaksam-runs`` (host,
 process id and the process's start time, so a reused id is not taken for the same run) and drops
-the record when it ends. When the workflow loads, the locks are removed if, and only if, every
+the record when it exits. When the workflow loads, the locks are removed if, and only if, every
 run recorded on this host has ended and none is recorded on another host. A run on another host
 (a shared file system) cannot be checked from here: its lock is left and the message names it.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -110,6 +111,8 @@ def clear_stale_locks(root: Path = Path(), *, record: bool = True) -> list[str]:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(me)))
         tmp.replace(path)
+        # dropped when this process exits (any run, dry run or lint); a killed one leaves it
+        atexit.register(release, root.resolve())
     return messages
 
 
