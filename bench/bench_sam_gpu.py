@@ -1,0 +1,354 @@
+"""Throughput on an accelerator: SAM proposals, WSOD and Faster R-CNN training at the paper's sizes.
+
+Ready to run on a GPU machine; nothing is downloaded (random weights: speed does not depend on
+them).
+
+- **SAM proposals** with the official ViT-H architecture on a VOC-sized image (500 x 375), the
+  paper's prompts (a 32 x 32 grid plus 20 CAM peaks in 4 classes): weaksam's path (one encoder
+  pass, prompts decoded in batches, boxes on the device, ``weaksam_proposals``) in fp32 and with
+  the encoder under bf16 autocast, against the public code's loop (``SamPredictor.predict`` one
+  point at a time, masks to numpy at full size, boxes there). The loop is timed on the first
+  ``--loop-points`` prompts and its per-image time extrapolated to all of them (written down as
+  such). Peak GPU memory per variant.
+- **WSOD training** (MIST head on VGG16-OICR, the paper's network, 2,000 proposals, scale 688):
+  seconds per image and iterations per second at the paper's batch of 8, fp32 and bf16.
+- **Faster R-CNN training** (R50-FPN, RoI drop heads, shorter side 800): seconds per image and
+  iterations per second at the paper's batch of 16, fp32 and bf16.
+
+``--tiny`` runs the same code on a tiny SAM (2 blocks), small images and the embedded networks, on
+whatever device there is: the test suite runs it on the CPU so that the script cannot rot.
+
+    .venv/bin/python bench/bench_sam_gpu.py                # on a GPU: bench/results/gpu.json
+    .venv/bin/python bench/bench_sam_gpu.py --tiny --out /tmp/gpu_tiny.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.machine import machine_info  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What is measured: the full paper sizes, or the tiny CPU smoke run."""
+
+    sam_embed: int  # ViT width, depth, heads and global-attention blocks
+    sam_depth: int
+    sam_heads: int
+    sam_global: tuple[int, ...]
+    image_hw: tuple[int, int]
+    grid: int
+    peaks: int
+    batch: int
+    loop_points: int
+    repeats: int
+    wsod_config: str
+    wsod_scale: int
+    wsod_proposals: int
+    detector_config: str
+    detector_size: int
+    train_steps: int
+
+
+PAPER = Sizes(1280, 32, 16, (7, 15, 23, 31), (375, 500), 32, 20, 256, 64, 3,
+              "config/voc07.yaml", 688, 2000, "config/voc07.yaml", 800, 5)  # fmt: skip
+TINY = Sizes(64, 2, 2, (1,), (48, 64), 4, 4, 8, 4, 1,
+             "config/config.yaml", 128, 50, "config/config.yaml", 96, 1)  # fmt: skip
+
+
+def build_sam(sizes: Sizes) -> Any:
+    """SAM with segment-anything's own modules, as its ``build_sam`` assembles them (ViT-H for
+    the paper sizes), randomly initialised."""
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    torch.manual_seed(0)
+    encoder = ImageEncoderViT(
+        depth=sizes.sam_depth,
+        embed_dim=sizes.sam_embed,
+        img_size=1024,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=sizes.sam_heads,
+        patch_size=16,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=sizes.sam_global,
+        window_size=14,
+        out_chans=256,
+    )
+    prompt = PromptEncoder(
+        embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+    )
+    decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        transformer_dim=256,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
+    return Sam(encoder, prompt, decoder, pixel_mean=[123.675, 116.28, 103.53],
+               pixel_std=[58.395, 57.12, 57.375]).eval()  # fmt: skip
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_mib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """The best of ``repeats`` timed calls after one warm-up call, in seconds."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def prompts(sizes: Sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A VOC-sized test image and the paper's prompts: the grid, and peaks in four classes."""
+    from weaksam.cam.peaks import grid_points
+
+    h, w = sizes.image_hw
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    grid = grid_points(w, h, sizes.grid)
+    peaks = rng.uniform((0, 0), (w - 1, h - 1), (sizes.peaks, 2)).astype(np.float32)
+    classes = np.arange(sizes.peaks) % 4
+    return image, grid, peaks, classes
+
+
+def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
+    from segment_anything import SamPredictor
+
+    from weaksam.config import ProposalsConfig
+    from weaksam.proposals.generate import weaksam_proposals
+    from weaksam.sam.encoders import VitImageEncoder
+    from weaksam.sam.predictor import PromptableSegmenter
+
+    sam = build_sam(sizes).to(device)
+    image, grid, peaks, classes = prompts(sizes)
+    cfg = ProposalsConfig()
+    n_prompts = len(grid) + len(peaks)
+    out: dict[str, Any] = {
+        "model": f"ViT embed {sizes.sam_embed}, depth {sizes.sam_depth} (random weights)",
+        "image_hw": list(sizes.image_hw),
+        "prompts": {"grid": len(grid), "peaks": len(peaks), "batch": sizes.batch},
+    }
+    for name, bf16 in (("weaksam_fp32", False), ("weaksam_bf16", True)):
+        if bf16 and device.type != "cuda":
+            continue  # bf16 autocast is the CUDA path
+        seg = PromptableSegmenter(
+            VitImageEncoder(sam.image_encoder, device, "sam", bf16=bf16),
+            sam.prompt_encoder,
+            sam.mask_decoder,
+            device,
+        )
+        reset_peak(device)
+        run = partial(weaksam_proposals, seg, image, peaks, classes, grid, cfg, batch=sizes.batch)
+        seconds = timed(run, device, sizes.repeats)
+        out[name] = {
+            "seconds_per_image": seconds,
+            "images_per_second": 1.0 / seconds,
+            "boxes": int(len(run().boxes)),
+            "peak_gpu_mib": peak_mib(device),
+        }
+    predictor = SamPredictor(sam)
+    points = np.concatenate([grid, peaks])[: sizes.loop_points]
+
+    def loop() -> None:
+        predictor.set_image(image)
+        for x, y in points:
+            masks, _, _ = predictor.predict(
+                point_coords=np.array([[x, y]]), point_labels=np.array([1]), multimask_output=True
+            )
+            for m in masks:  # the box of every output, on the host, as the public code does
+                ys, xs = np.nonzero(m)
+                if len(xs):
+                    _ = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+    def encode() -> None:
+        predictor.set_image(image)
+
+    reset_peak(device)
+    with torch.no_grad():
+        t_loop = timed(loop, device, 1)
+        t_encode = timed(encode, device, 1)
+    per_point = (t_loop - t_encode) / len(points)
+    loop_image = t_encode + per_point * n_prompts
+    out["per_point_loop"] = {
+        "timed_points": len(points),
+        "encoder_seconds": t_encode,
+        "seconds_per_point": per_point,
+        "seconds_per_image_extrapolated": loop_image,
+        "images_per_second_extrapolated": 1.0 / loop_image,
+        "peak_gpu_mib": peak_mib(device),
+    }
+    best = min(v["seconds_per_image"] for k, v in out.items() if k.startswith("weaksam_"))
+    out["speedup_over_loop"] = loop_image / best
+    return out
+
+
+def _autocast(device: torch.device, bf16: bool) -> AbstractContextManager[Any]:
+    if bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def bench_wsod(sizes: Sizes, device: torch.device) -> dict[str, Any]:
+    from weaksam.config import AssetsConfig, load_config_file
+    from weaksam.wsod.losses import image_loss
+    from weaksam.wsod.train import build_wsod_net, param_groups
+
+    cfg = load_config_file(REPO / sizes.wsod_config).wsod
+    s = sizes.wsod_scale
+    h, w = s, int(s * 4 / 3)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, h * 0.7, (sizes.wsod_proposals, 2))
+    wh = rng.uniform(16, h * 0.3, (sizes.wsod_proposals, 2))
+    rois = torch.from_numpy(np.concatenate([xy, xy + wh], 1).astype(np.float32)).to(device)
+    image = (torch.rand(1, 3, h, w) * 255).to(device)
+    labels = torch.zeros(20, device=device)
+    labels[[1, 3]] = 1
+    torch.manual_seed(0)
+    model = build_wsod_net(cfg, AssetsConfig(), 20, "mist", pretrained=False).to(device).train()
+    opt = torch.optim.Adam(param_groups(model.detector_parameters(), lr=1e-5, cfg=cfg, head="mist"))
+    out: dict[str, Any] = {
+        "backbone": cfg.backbone,
+        "image_hw": [h, w],
+        "proposals": sizes.wsod_proposals,
+        "batch_size": cfg.batch_size,
+    }
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        if bf16 and device.type != "cuda":
+            continue
+
+        def step(bf16: bool = bf16) -> None:
+            opt.zero_grad()
+            with _autocast(device, bf16):
+                scores = model(image, rois)
+            loss = image_loss(scores, rois, labels, head="mist", mist=cfg.mist, oicr=cfg.oicr)
+            loss.total.backward()
+            opt.step()
+
+        reset_peak(device)
+        per_image = timed(step, device, sizes.train_steps)
+        out[name] = {
+            "seconds_per_image": per_image,
+            "iterations_per_second": 1.0 / (per_image * cfg.batch_size),
+            "peak_gpu_mib": peak_mib(device),
+        }
+    return out
+
+
+def bench_detector(sizes: Sizes, device: torch.device) -> dict[str, Any]:
+    from weaksam.config import AssetsConfig, load_config_file
+    from weaksam.retrain.train import build_from_config
+
+    rcfg = load_config_file(REPO / sizes.detector_config).retrain
+    s = sizes.detector_size
+    rcfg = replace(rcfg, train_sizes=(s,), max_size=max(rcfg.max_size, 2 * s))
+    torch.manual_seed(0)
+    model = build_from_config(rcfg, AssetsConfig(), 20, masks=False, pretrained=False)
+    model = model.to(device).train()
+    h, w = s, int(s * 4 / 3)
+    images = [torch.rand(3, h, w, device=device) for _ in range(rcfg.images_per_forward)]
+    box = torch.tensor([[w * 0.2, h * 0.2, w * 0.6, h * 0.7]], device=device)
+    targets = [
+        {"boxes": box, "labels": torch.tensor([3], device=device)} for _ in range(len(images))
+    ]
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    out: dict[str, Any] = {
+        "backbone": rcfg.backbone,
+        "image_hw": [h, w],
+        "images_per_forward": rcfg.images_per_forward,
+        "batch_size": rcfg.batch_size,
+    }
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        if bf16 and device.type != "cuda":
+            continue
+
+        def step(bf16: bool = bf16) -> None:
+            opt.zero_grad()
+            with _autocast(device, bf16):
+                losses = model(images, targets)
+            sum(losses.values()).backward()  # type: ignore[union-attr]
+            opt.step()
+
+        reset_peak(device)
+        per_forward = timed(step, device, sizes.train_steps)
+        per_image = per_forward / len(images)
+        out[name] = {
+            "seconds_per_image": per_image,
+            "iterations_per_second": 1.0 / (per_image * rcfg.batch_size),
+            "peak_gpu_mib": peak_mib(device),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU smoke run)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", type=Path, help="default: bench/results/gpu.json on a GPU")
+    ap.add_argument("--only", choices=["sam", "wsod", "detector"], action="append")
+    args = ap.parse_args(argv)
+    sizes = TINY if args.tiny else PAPER
+    device = torch.device(args.device)
+    parts = args.only or ["sam", "wsod", "detector"]
+    result: dict[str, Any] = {"sizes": "tiny" if args.tiny else "paper", "device": str(device)}
+    benches = {"sam": bench_sam, "wsod": bench_wsod, "detector": bench_detector}
+    for part in parts:
+        t = time.perf_counter()
+        result[part] = benches[part](sizes, device)
+        print(f"{part}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    result["machine"] = machine_info()
+    result["machine"]["cuda"] = torch.cuda.get_device_name() if device.type == "cuda" else None
+    out = args.out
+    if out is None and device.type == "cuda" and not args.tiny:
+        out = REPO / "bench" / "results" / "gpu.json"
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()
