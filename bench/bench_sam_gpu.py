@@ -99,7 +99,10 @@ def build_sam(sizes: Sizes) -> Any:
         out_chans=256,
     )
     prompt = PromptEncoder(
-        embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+        embed_dim=256,
+        image_embedding_size=(64, 64),
+        input_image_size=(1024, 1024),
+        mask_in_chans=16,
     )
     decoder = MaskDecoder(
         num_multimask_outputs=3,
@@ -185,7 +188,7 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
         out[name] = {
             "seconds_per_image": seconds,
             "images_per_second": 1.0 / seconds,
-            "boxes": int(len(run().boxes)),
+            "boxes": len(run().boxes),
             "peak_gpu_mib": peak_mib(device),
         }
     predictor = SamPredictor(sam)
