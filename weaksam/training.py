@@ -135,6 +135,8 @@ def load_state(
     (``CHECKPOINT_KINDS``); a pickled or foreign file is refused."""
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise  # missing, a folder, unreadable: the system's own message says which
     except Exception as exc:  # corrupt, truncated, pickled or foreign file
         raise ModelKindError(
             f"{path}: cannot load {what} checkpoint: not a weaksam checkpoint that loads with "
