@@ -233,6 +233,29 @@ def _autocast(device: torch.device, bf16: bool) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
+def train_rates(
+    step: Callable[[bool], None],
+    device: torch.device,
+    steps: int,
+    images_per_step: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Seconds per image and iterations per second (at ``batch_size`` images) of a training
+    ``step(bf16)``, in fp32 and, on CUDA, with bf16 autocast, with peak GPU memory."""
+    out: dict[str, Any] = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        if bf16 and device.type != "cuda":
+            continue  # bf16 autocast is the CUDA path
+        reset_peak(device)
+        per_image = timed(partial(step, bf16), device, steps) / images_per_step
+        out[name] = {
+            "seconds_per_image": per_image,
+            "iterations_per_second": 1.0 / (per_image * batch_size),
+            "peak_gpu_mib": peak_mib(device),
+        }
+    return out
+
+
 def bench_wsod(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     from weaksam.config import AssetsConfig, load_config_file
     from weaksam.wsod.losses import image_loss
@@ -257,26 +280,16 @@ def bench_wsod(sizes: Sizes, device: torch.device) -> dict[str, Any]:
         "proposals": sizes.wsod_proposals,
         "batch_size": cfg.batch_size,
     }
-    for name, bf16 in (("fp32", False), ("bf16", True)):
-        if bf16 and device.type != "cuda":
-            continue
 
-        def step(bf16: bool = bf16) -> None:
-            opt.zero_grad()
-            with _autocast(device, bf16):
-                scores = model(image, rois)
-            loss = image_loss(scores, rois, labels, head="mist", mist=cfg.mist, oicr=cfg.oicr)
-            loss.total.backward()
-            opt.step()
+    def step(bf16: bool) -> None:
+        opt.zero_grad()
+        with _autocast(device, bf16):
+            scores = model(image, rois)
+        loss = image_loss(scores, rois, labels, head="mist", mist=cfg.mist, oicr=cfg.oicr)
+        loss.total.backward()
+        opt.step()
 
-        reset_peak(device)
-        per_image = timed(step, device, sizes.train_steps)
-        out[name] = {
-            "seconds_per_image": per_image,
-            "iterations_per_second": 1.0 / (per_image * cfg.batch_size),
-            "peak_gpu_mib": peak_mib(device),
-        }
-    return out
+    return out | train_rates(step, device, sizes.train_steps, 1, cfg.batch_size)
 
 
 def bench_detector(sizes: Sizes, device: torch.device) -> dict[str, Any]:
@@ -302,26 +315,15 @@ def bench_detector(sizes: Sizes, device: torch.device) -> dict[str, Any]:
         "images_per_forward": rcfg.images_per_forward,
         "batch_size": rcfg.batch_size,
     }
-    for name, bf16 in (("fp32", False), ("bf16", True)):
-        if bf16 and device.type != "cuda":
-            continue
 
-        def step(bf16: bool = bf16) -> None:
-            opt.zero_grad()
-            with _autocast(device, bf16):
-                losses = model(images, targets)
-            sum(losses.values()).backward()  # type: ignore[union-attr]
-            opt.step()
+    def step(bf16: bool) -> None:
+        opt.zero_grad()
+        with _autocast(device, bf16):
+            losses = model(images, targets)
+        sum(losses.values()).backward()  # type: ignore[union-attr]
+        opt.step()
 
-        reset_peak(device)
-        per_forward = timed(step, device, sizes.train_steps)
-        per_image = per_forward / len(images)
-        out[name] = {
-            "seconds_per_image": per_image,
-            "iterations_per_second": 1.0 / (per_image * rcfg.batch_size),
-            "peak_gpu_mib": peak_mib(device),
-        }
-    return out
+    return out | train_rates(step, device, sizes.train_steps, len(images), rcfg.batch_size)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

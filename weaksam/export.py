@@ -22,7 +22,6 @@ gives.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from weaksam.assets import sha256_of
 from weaksam.io import write_json
 
 Format = Literal["onnx", "torchscript"]
@@ -93,14 +93,6 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_model(
     model_path: Path, fmt: Format, out: Path, *, score_threshold: float | None = None
 ) -> dict[str, Any]:
@@ -150,7 +142,7 @@ def export_model(
     info: dict[str, Any] = {
         "format": fmt,
         "file": out.name,
-        "source": {"model": str(model_path), "sha256": _sha256(model_path)},
+        "source": {"model": str(model_path), "sha256": sha256_of(model_path)},
         "kind": "mask_rcnn" if masks else "faster_rcnn",
         "classes": list(classes),
         "labels": "label k is classes[k - 1]; 0 is background and never returned",
