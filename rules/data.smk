@@ -1,7 +1,9 @@
 # Data stage: the shapes generator, and the manifest + COCO ground truth of any dataset.
 
 
-rule shapes:
+# A checkpoint: the dataset rule's listing of the generated folder is taken again once it is
+# written.
+checkpoint shapes:
     output:
         directory(f"{RESULTS}/source"),
     log:
@@ -9,19 +11,22 @@ rule shapes:
     conda:
         ENV
     params:
-        digest=section_digest(CFG.dataset.shapes),
+        digest=digest("shapes"),
     script:
         "../workflow/scripts/generate_shapes.py"
 
 
-rule dataset:
+# A checkpoint, with outputs that are updated in place: a failed run restores the previous
+# files, and the jobs that read them (as `tracked` inputs) are decided again once it is done,
+# so a manifest that comes out the same reruns nothing.
+checkpoint dataset:
     input:
         source=dataset_source(),
     output:
-        manifest=f"{RESULTS}/manifest.parquet",
-        skipped=f"{RESULTS}/skipped.tsv",
+        manifest=update(MANIFEST),
+        skipped=update(f"{RESULTS}/skipped.tsv"),
         gt=(
-            [f"{RESULTS}/gt/{split}.json" for split in SPLITS]
+            [update(f"{RESULTS}/gt/{split}.json") for split in SPLITS]
             if CFG.dataset.has_ground_truth
             else []
         ),
@@ -30,6 +35,7 @@ rule dataset:
     conda:
         ENV
     params:
-        digest=section_digest(CFG.dataset),
+        digest=digest("dataset"),
+        files=dataset_listing,
     script:
         "../workflow/scripts/build_dataset.py"

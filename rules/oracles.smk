@@ -5,9 +5,9 @@
 
 rule oracle_proposals:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        proposals=f"{RESULTS}/proposals/{{split}}.h5",
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        manifest=tracked(MANIFEST),
+        proposals=tracked(PROPOSALS),
+        gt=tracked(GT),
     output:
         f"{RESULTS}/oracle/proposals/{{split}}.h5",
     log:
@@ -15,15 +15,16 @@ rule oracle_proposals:
     conda:
         ENV
     params:
-        digest=PROPOSALS_DIGEST,
-        oracle_digest=ORACLE_PROPOSALS_DIGEST,
+        digest=store_digest("proposals_shard", this_split),
+        oracle_digest=store_digest("proposals_shard", this_split, "ground_truth"),
+        content=contents(MANIFEST, PROPOSALS, GT),
     script:
         "../workflow/scripts/oracle_proposals.py"
 
 
 use rule wsod_train as oracle_wsod_train with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         proposals=f"{RESULTS}/oracle/proposals/{TRAIN_SPLIT}.h5",
     output:
         model=f"{RESULTS}/oracle/wsod/{{head}}/model.pt",
@@ -33,13 +34,14 @@ use rule wsod_train as oracle_wsod_train with:
     benchmark:
         f"{RESULTS}/benchmarks/oracle_wsod_train_{{head}}.tsv"
     params:
-        proposals_digest=ORACLE_PROPOSALS_DIGEST,
-        digest=WSOD_DIGEST,
+        proposals_digest=store_digest("proposals_shard", train_split, "ground_truth"),
+        digest=digest("wsod_train"),
+        content=contents(MANIFEST),
 
 
 use rule wsod_detect as oracle_wsod_detect with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/oracle/wsod/{{head}}/model.pt",
         proposals=f"{RESULTS}/oracle/proposals/{{split}}.h5",
     output:
@@ -49,12 +51,14 @@ use rule wsod_detect as oracle_wsod_detect with:
     benchmark:
         f"{RESULTS}/benchmarks/oracle_wsod_detect_{{head}}_{{split}}.tsv"
     params:
-        proposals_digest=ORACLE_PROPOSALS_DIGEST,
+        proposals_digest=store_digest("proposals_shard", this_split, "ground_truth"),
+        digest=digest("wsod_detect"),
+        content=contents(MANIFEST),
 
 
 use rule wsod_metrics as oracle_wsod_metrics with:
     input:
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        gt=tracked(GT),
         detections=f"{RESULTS}/oracle/wsod/{{head}}/detections_{{split}}.json",
     output:
         f"{RESULTS}/oracle/wsod/{{head}}/metrics_{{split}}.json",
@@ -64,9 +68,9 @@ use rule wsod_metrics as oracle_wsod_metrics with:
 
 rule oracle_pgt:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         detections=f"{RESULTS}/wsod/{{head}}/detections_{TRAIN_SPLIT}.json",
-        gt=f"{RESULTS}/gt/{TRAIN_SPLIT}.json",
+        gt=tracked(TRAIN_GT),
     output:
         f"{RESULTS}/oracle/pgt/{{head}}/quality.json",
     log:
@@ -74,15 +78,16 @@ rule oracle_pgt:
     conda:
         ENV
     params:
-        pgt=section_digest(CFG.pgt, CFG.evaluation.iou),
+        digest=digest("oracle_pgt"),
+        content=contents(MANIFEST, TRAIN_GT),
     script:
         "../workflow/scripts/oracle_pgt.py"
 
 
 use rule retrain_train as oracle_detector_train with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        pgt=f"{RESULTS}/gt/{TRAIN_SPLIT}.json",
+        manifest=tracked(MANIFEST),
+        pgt=tracked(TRAIN_GT),
     output:
         model=f"{RESULTS}/oracle/detector/model.pt",
         train_log=f"{RESULTS}/oracle/detector/train_log.tsv",
@@ -90,12 +95,16 @@ use rule retrain_train as oracle_detector_train with:
         f"{RESULTS}/logs/oracle_detector_train.log",
     benchmark:
         f"{RESULTS}/benchmarks/oracle_detector_train.tsv"
+    params:
+        digest=digest("retrain_train"),
+        roi_drop=True,
+        content=contents(MANIFEST, TRAIN_GT),
 
 
 use rule maskrcnn_train as oracle_maskrcnn_train with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        masks=f"{RESULTS}/gt/{TRAIN_SPLIT}.json",
+        manifest=tracked(MANIFEST),
+        masks=tracked(TRAIN_GT),
     output:
         model=f"{RESULTS}/oracle/maskrcnn/model.pt",
         train_log=f"{RESULTS}/oracle/maskrcnn/train_log.tsv",
@@ -103,11 +112,15 @@ use rule maskrcnn_train as oracle_maskrcnn_train with:
         f"{RESULTS}/logs/oracle_maskrcnn_train.log",
     benchmark:
         f"{RESULTS}/benchmarks/oracle_maskrcnn_train.tsv"
+    params:
+        digest=digest("maskrcnn_train"),
+        roi_drop=CFG.wsis.roi_drop,
+        content=contents(MANIFEST, TRAIN_GT),
 
 
 use rule retrain_detect as oracle_retrain_detect with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/oracle/{{model}}/model.pt",
     output:
         f"{RESULTS}/oracle/{{model}}/detections_{{split}}.json",
@@ -117,7 +130,7 @@ use rule retrain_detect as oracle_retrain_detect with:
 
 use rule retrain_metrics as oracle_retrain_metrics with:
     input:
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        gt=tracked(GT),
         detections=f"{RESULTS}/oracle/{{model}}/detections_{{split}}.json",
     output:
         f"{RESULTS}/oracle/{{model}}/metrics_{{split}}.json",

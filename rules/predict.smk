@@ -18,7 +18,6 @@ rule predict:
         mem_mb=16000,
         runtime=720,
     params:
-        score_threshold=CFG.predict.score_threshold,
-        device=CFG.compute.device,
+        digest=digest("predict"),
     script:
         "../workflow/scripts/predict.py"

@@ -3,8 +3,8 @@
 
 rule prompts:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        cams=f"{RESULTS}/cam/{{split}}.h5",
+        manifest=tracked(MANIFEST),
+        cams=tracked(CAM_STORE),
     output:
         f"{RESULTS}/prompts/{{split}}.parquet",
     log:
@@ -13,22 +13,25 @@ rule prompts:
     conda:
         ENV
     params:
-        digest=CAM_DIGEST,
-        prompts=section_digest(CFG.prompts),
+        digest=digest("prompts"),
+        cam_digest=store_digest("cam_shard", this_split),
+        content=contents(MANIFEST, CAM_STORE),
     script:
         "../workflow/scripts/build_prompts.py"
 
 
 rule pointing:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         prompts=f"{RESULTS}/prompts/{{split}}.parquet",
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        gt=tracked(GT),
     output:
         f"{RESULTS}/prompts/{{split}}.pointing.json",
     log:
         f"{RESULTS}/logs/pointing_{{split}}.log",
     conda:
         ENV
+    params:
+        content=contents(MANIFEST, GT),
     script:
         "../workflow/scripts/pointing.py"

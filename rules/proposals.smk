@@ -3,7 +3,7 @@
 
 rule proposals_shard:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         prompts=f"{RESULTS}/prompts/{{split}}.parquet",
         sam=sam_inputs(),
     output:
@@ -21,19 +21,21 @@ rule proposals_shard:
         mem_mb=16000,
         runtime=720,
     params:
-        digest=PROPOSALS_DIGEST,
+        digest=digest("proposals_shard"),
+        shards=CFG.compute.shards,
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/sam_proposals.py"
 
 
-rule proposals_merge:
+checkpoint proposals_merge:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         shards=expand(
             f"{RESULTS}/proposals/{{{{split}}}}/shard-{{shard}}.h5", shard=SHARDS
         ),
     output:
-        f"{RESULTS}/proposals/{{split}}.h5",
+        update(PROPOSALS),
     log:
         f"{RESULTS}/logs/proposals_merge_{{split}}.log",
     priority: training_split_first
@@ -41,13 +43,14 @@ rule proposals_merge:
         ENV
     params:
         kind="proposals",
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/merge_store.py"
 
 
 rule selective_search_shard:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
     output:
         f"{RESULTS}/proposals/selective_search/{{split}}/shard-{{shard}}.h5",
     log:
@@ -61,35 +64,38 @@ rule selective_search_shard:
         mem_mb=4000,
         runtime=720,
     params:
-        digest=SS_DIGEST,
+        digest=digest("selective_search_shard"),
+        shards=CFG.compute.shards,
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/selective_search.py"
 
 
-rule selective_search_merge:
+checkpoint selective_search_merge:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         shards=expand(
             f"{RESULTS}/proposals/selective_search/{{{{split}}}}/shard-{{shard}}.h5",
             shard=SHARDS,
         ),
     output:
-        f"{RESULTS}/proposals/selective_search/{{split}}.h5",
+        update(SS_PROPOSALS),
     log:
         f"{RESULTS}/logs/selective_search_merge_{{split}}.log",
     conda:
         ENV
     params:
         kind="proposals",
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/merge_store.py"
 
 
 rule proposal_recall:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        store=f"{RESULTS}/proposals/{{split}}.h5",
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        manifest=tracked(MANIFEST),
+        store=tracked(PROPOSALS),
+        gt=tracked(GT),
     output:
         f"{RESULTS}/proposals/{{split}}.recall.json",
     log:
@@ -97,16 +103,17 @@ rule proposal_recall:
     conda:
         ENV
     params:
-        filters=section_digest(CFG.proposals.min_side, CFG.evaluation.digest()),
+        digest=digest("proposal_recall"),
+        content=contents(MANIFEST, PROPOSALS, GT),
     script:
         "../workflow/scripts/proposal_recall.py"
 
 
 rule selective_search_recall:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        store=f"{RESULTS}/proposals/selective_search/{{split}}.h5",
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        manifest=tracked(MANIFEST),
+        store=tracked(SS_PROPOSALS),
+        gt=tracked(GT),
     output:
         f"{RESULTS}/proposals/selective_search/{{split}}.recall.json",
     log:
@@ -114,6 +121,7 @@ rule selective_search_recall:
     conda:
         ENV
     params:
-        filters=section_digest(CFG.proposals.min_side, CFG.evaluation.digest()),
+        digest=digest("selective_search_recall"),
+        content=contents(MANIFEST, SS_PROPOSALS, GT),
     script:
         "../workflow/scripts/proposal_recall.py"

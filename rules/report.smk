@@ -2,16 +2,21 @@
 #   snakemake --report results/{name}/report.html   (make demo runs it)
 
 
+REPORT_INPUTS = [
+    *dataset_outputs(),
+    *cam_outputs(),
+    *proposal_outputs(),
+    *wsod_outputs(),
+    *pgt_outputs(),
+    *retrain_outputs(),
+    *wsis_outputs(),
+    *(oracle_outputs() if CFG.evaluation.stage_bounds else []),
+]
+
+
 rule report_figures:
     input:
-        dataset_outputs(),
-        cam_outputs(),
-        proposal_outputs(),
-        wsod_outputs(),
-        pgt_outputs(),
-        retrain_outputs(),
-        wsis_outputs(),
-        oracle_outputs() if CFG.evaluation.stage_bounds else [],
+        track_all(REPORT_INPUTS),
     output:
         **report_outputs(),
     log:
@@ -19,6 +24,7 @@ rule report_figures:
     conda:
         ENV
     params:
+        content=contents(*[f for f in REPORT_INPUTS if is_tracked(f)]),
         results=lambda w, output: str(Path(output.metrics).parents[1]),
         stages=report_stages(),
     script:

@@ -4,7 +4,7 @@
 
 rule retrain_train:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         pgt=f"{RESULTS}/pgt/{{head}}/pgt.json",
     output:
         model=f"{RESULTS}/detector/{{head}}/model.pt",
@@ -21,8 +21,9 @@ rule retrain_train:
         mem_mb=32000,
         runtime=1440,
     params:
-        digest=RETRAIN_DIGEST,
+        digest=digest("retrain_train"),
         roi_drop=True,
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/retrain_train.py"
 
@@ -36,13 +37,14 @@ use rule retrain_train as retrain_train_no_roi_drop with:
     benchmark:
         f"{RESULTS}/benchmarks/retrain_{{head}}_no_roi_drop.tsv"
     params:
-        digest=RETRAIN_DIGEST,
+        digest=digest("retrain_train"),
         roi_drop=False,
+        content=contents(MANIFEST),
 
 
 rule retrain_detect:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/detector/{{variant}}/model.pt",
     output:
         f"{RESULTS}/detector/{{variant}}/detections_{{split}}.json",
@@ -56,29 +58,15 @@ rule retrain_detect:
         mem_mb=16000,
         runtime=720,
     params:
-        inference=section_digest(
-            {
-                k: getattr(CFG.retrain, k)
-                for k in (
-                    "test_size",
-                    "test_max_size",
-                    "tta_sizes",
-                    "tta_flip",
-                    "tta_max_size",
-                )
-            },
-            {
-                k: getattr(CFG.retrain, k)
-                for k in ("score_thresh", "nms", "max_per_image")
-            },
-        ),
+        digest=digest("retrain_detect"),
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/retrain_detect.py"
 
 
 rule retrain_metrics:
     input:
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        gt=tracked(GT),
         detections=f"{RESULTS}/detector/{{variant}}/detections_{{split}}.json",
     output:
         f"{RESULTS}/detector/{{variant}}/metrics_{{split}}.json",
@@ -87,7 +75,8 @@ rule retrain_metrics:
     conda:
         ENV
     params:
-        evaluation=CFG.evaluation.digest(),
+        digest=digest("retrain_metrics"),
+        content=contents(GT),
     script:
         "../workflow/scripts/detection_metrics.py"
 
@@ -107,6 +96,8 @@ rule model_card:
     conda:
         ENV
     params:
-        digest=RETRAIN_DIGEST,
+        # the card names the digest of the config keys its model was trained under
+        digest=training_digest,
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/model_card.py"

@@ -4,7 +4,7 @@
 
 rule wsis_masks_shard:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         pgt=f"{RESULTS}/pgt/{{head}}/pgt.json",
         sam=sam_inputs(),
     output:
@@ -24,17 +24,19 @@ rule wsis_masks_shard:
         mem_mb=16000,
         runtime=720,
     params:
-        digest=WSIS_DIGEST,
+        digest=digest("wsis_masks_shard"),
+        shards=CFG.compute.shards,
+        content=contents(MANIFEST),
     script:
         "../workflow/scripts/wsis_masks.py"
 
 
-rule wsis_masks_merge:
+checkpoint wsis_masks_merge:
     input:
         pgt=f"{RESULTS}/pgt/{{head}}/pgt.json",
         shards=expand(f"{RESULTS}/wsis/{{{{head}}}}/shard-{{shard}}.json", shard=SHARDS),
     output:
-        f"{RESULTS}/wsis/{{head}}/masks.json",
+        update(PSEUDO_MASKS),
     log:
         f"{RESULTS}/logs/wsis_merge_{{head}}.log",
     conda:
@@ -45,13 +47,15 @@ rule wsis_masks_merge:
 
 rule wsis_quality:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        masks=f"{RESULTS}/wsis/{{head}}/masks.json",
-        gt=f"{RESULTS}/gt/{TRAIN_SPLIT}.json",
+        manifest=tracked(MANIFEST),
+        masks=tracked(PSEUDO_MASKS),
+        gt=tracked(TRAIN_GT),
     output:
         f"{RESULTS}/wsis/{{head}}/quality.json",
     log:
         f"{RESULTS}/logs/wsis_quality_{{head}}.log",
+    params:
+        content=contents(MANIFEST, PSEUDO_MASKS, TRAIN_GT),
     conda:
         ENV
     script:
@@ -60,8 +64,8 @@ rule wsis_quality:
 
 rule maskrcnn_train:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        masks=f"{RESULTS}/wsis/{{head}}/masks.json",
+        manifest=tracked(MANIFEST),
+        masks=tracked(PSEUDO_MASKS),
     output:
         model=f"{RESULTS}/maskrcnn/{{head}}/model.pt",
         train_log=f"{RESULTS}/maskrcnn/{{head}}/train_log.tsv",
@@ -78,15 +82,16 @@ rule maskrcnn_train:
         mem_mb=32000,
         runtime=1440,
     params:
-        digest=RETRAIN_DIGEST,
+        digest=digest("maskrcnn_train"),
         roi_drop=CFG.wsis.roi_drop,
+        content=contents(MANIFEST, PSEUDO_MASKS),
     script:
         "../workflow/scripts/maskrcnn_train.py"
 
 
 use rule retrain_detect as maskrcnn_detect with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/maskrcnn/{{variant}}/model.pt",
     output:
         f"{RESULTS}/maskrcnn/{{variant}}/detections_{{split}}.json",
@@ -96,7 +101,7 @@ use rule retrain_detect as maskrcnn_detect with:
 
 use rule retrain_metrics as maskrcnn_metrics with:
     input:
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        gt=tracked(GT),
         detections=f"{RESULTS}/maskrcnn/{{variant}}/detections_{{split}}.json",
     output:
         f"{RESULTS}/maskrcnn/{{variant}}/metrics_{{split}}.json",
@@ -106,8 +111,8 @@ use rule retrain_metrics as maskrcnn_metrics with:
 
 rule sam_box_check:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        manifest=tracked(MANIFEST),
+        gt=tracked(GT),
         sam=sam_inputs(),
     output:
         f"{RESULTS}/wsis/gt_box_check_{{split}}.json",
@@ -121,6 +126,7 @@ rule sam_box_check:
         mem_mb=16000,
         runtime=720,
     params:
-        digest=WSIS_DIGEST,
+        digest=digest("sam_box_check"),
+        content=contents(MANIFEST, GT),
     script:
         "../workflow/scripts/sam_box_check.py"

@@ -5,8 +5,8 @@
 
 rule wsod_train:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        proposals=f"{RESULTS}/proposals/{TRAIN_SPLIT}.h5",
+        manifest=tracked(MANIFEST),
+        proposals=tracked(TRAIN_PROPOSALS),
     output:
         model=f"{RESULTS}/wsod/{{head}}/model.pt",
         train_log=f"{RESULTS}/wsod/{{head}}/train_log.tsv",
@@ -22,16 +22,17 @@ rule wsod_train:
         mem_mb=32000,
         runtime=1440,
     params:
-        proposals_digest=PROPOSALS_DIGEST,
-        digest=WSOD_DIGEST,
+        proposals_digest=store_digest("proposals_shard", train_split),
+        digest=digest("wsod_train"),
+        content=contents(MANIFEST, TRAIN_PROPOSALS),
     script:
         "../workflow/scripts/wsod_train.py"
 
 
 use rule wsod_train as wsod_train_selective_search with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
-        proposals=f"{RESULTS}/proposals/selective_search/{TRAIN_SPLIT}.h5",
+        manifest=tracked(MANIFEST),
+        proposals=tracked(TRAIN_SS_PROPOSALS),
     output:
         model=f"{RESULTS}/wsod/selective_search/{{head}}/model.pt",
         train_log=f"{RESULTS}/wsod/selective_search/{{head}}/train_log.tsv",
@@ -40,15 +41,16 @@ use rule wsod_train as wsod_train_selective_search with:
     benchmark:
         f"{RESULTS}/benchmarks/wsod_train_selective_search_{{head}}.tsv"
     params:
-        proposals_digest=SS_DIGEST,
-        digest=WSOD_DIGEST,
+        proposals_digest=store_digest("selective_search_shard", train_split),
+        digest=digest("wsod_train"),
+        content=contents(MANIFEST, TRAIN_SS_PROPOSALS),
 
 
 rule wsod_detect:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/wsod/{{head}}/model.pt",
-        proposals=f"{RESULTS}/proposals/{{split}}.h5",
+        proposals=tracked(PROPOSALS),
     output:
         f"{RESULTS}/wsod/{{head}}/detections_{{split}}.json",
     log:
@@ -64,16 +66,18 @@ rule wsod_detect:
         mem_mb=16000,
         runtime=720,
     params:
-        proposals_digest=PROPOSALS_DIGEST,
+        proposals_digest=store_digest("proposals_shard", this_split),
+        digest=digest("wsod_detect"),
+        content=contents(MANIFEST, PROPOSALS),
     script:
         "../workflow/scripts/wsod_detect.py"
 
 
 use rule wsod_detect as wsod_detect_selective_search with:
     input:
-        manifest=f"{RESULTS}/manifest.parquet",
+        manifest=tracked(MANIFEST),
         model=f"{RESULTS}/wsod/selective_search/{{head}}/model.pt",
-        proposals=f"{RESULTS}/proposals/selective_search/{{split}}.h5",
+        proposals=tracked(SS_PROPOSALS),
     output:
         f"{RESULTS}/wsod/selective_search/{{head}}/detections_{{split}}.json",
     log:
@@ -81,12 +85,14 @@ use rule wsod_detect as wsod_detect_selective_search with:
     benchmark:
         f"{RESULTS}/benchmarks/wsod_detect_selective_search_{{head}}_{{split}}.tsv"
     params:
-        proposals_digest=SS_DIGEST,
+        proposals_digest=store_digest("selective_search_shard", this_split),
+        digest=digest("wsod_detect"),
+        content=contents(MANIFEST, SS_PROPOSALS),
 
 
 rule wsod_metrics:
     input:
-        gt=f"{RESULTS}/gt/{{split}}.json",
+        gt=tracked(GT),
         detections=f"{RESULTS}/wsod/{{path}}/detections_{{split}}.json",
     output:
         f"{RESULTS}/wsod/{{path}}/metrics_{{split}}.json",
@@ -95,7 +101,8 @@ rule wsod_metrics:
     conda:
         ENV
     params:
-        evaluation=CFG.evaluation.digest(),
+        digest=digest("wsod_metrics"),
+        content=contents(GT),
     script:
         "../workflow/scripts/detection_metrics.py"
 

@@ -88,3 +88,55 @@ def test_shard_slice_partitions() -> None:
     assert shard_slice(2, 2, 3) == slice(2, 2)  # more shards than items: empty shard
     with pytest.raises(ValueError):
         shard_slice(5, 3, 3)
+
+
+def _sharded(tmp_path: Path, count: int, ids: list[str]) -> list[Path]:
+    """Stores of ``ids`` split over ``count`` shards as the shard jobs write them."""
+    paths = []
+    for index in range(count):
+        path = tmp_path / f"of{count}" / f"shard-{index}.h5"
+        with ShardWriter(
+            path, kind="proposals", config_digest="d", attrs={"split": "t"}, shard=(index, count)
+        ) as w:
+            for image_id in ids[shard_slice(len(ids), index, count)]:
+                value = int(image_id[3:])
+                w.write(image_id, {"boxes": np.full((value + 1, 4), value, np.float32)})
+        paths.append(path)
+    return paths
+
+
+def test_merged_store_is_the_same_file_for_any_number_of_shards(tmp_path: Path) -> None:
+    ids = [f"img{i}" for i in range(7)]
+    merged = []
+    for count in (1, 2, 3):
+        out = tmp_path / f"merged{count}.h5"
+        merge_shards(_sharded(tmp_path, count, ids), out, kind="proposals", image_ids=ids)
+        merged.append(out.read_bytes())
+    assert merged[0] == merged[1] == merged[2]
+    with StoreReader(tmp_path / "merged3.h5", kind="proposals") as r:
+        assert "shard_index" not in r.file.attrs and "shard_count" not in r.file.attrs
+        assert r["img6"]["boxes"].shape == (7, 4)
+
+
+def test_merge_refuses_shards_of_another_sharding(tmp_path: Path) -> None:
+    ids = [f"img{i}" for i in range(6)]
+    two, three = _sharded(tmp_path, 2, ids), _sharded(tmp_path, 3, ids)
+    with pytest.raises(StoreError, match=r"shards \[0, 2\] of \[2, 3\]"):
+        merge_shards([two[0], three[2]], tmp_path / "m.h5", kind="proposals", image_ids=ids)
+    with pytest.raises(StoreError, match=r"expected 0\.\.2 of 3"):
+        merge_shards(
+            [three[0], three[2], three[1]], tmp_path / "m.h5", kind="proposals", image_ids=ids
+        )
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_partial_shard_of_another_sharding_is_not_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "shard-0.h5"
+    with (
+        pytest.raises(RuntimeError),
+        ShardWriter(out, kind="cam", config_digest="d1", shard=(0, 2)) as w,
+    ):
+        w.write("a", {"x": np.ones(2)})
+        raise RuntimeError("killed")
+    with ShardWriter(out, kind="cam", config_digest="d1", shard=(0, 3)) as w:
+        assert w.done_ids() == set()  # shard 0 of 3 holds other images than shard 0 of 2

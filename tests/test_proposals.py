@@ -265,3 +265,19 @@ def test_recall_and_the_oracle_store_leave_crowd_boxes_out(tmp_path: Path) -> No
             assert (p.scores[gts] == 1).all()
             added += int(gts.sum())
     assert added == total - 1
+
+
+def test_selective_search_boxes_depend_on_the_image_alone() -> None:
+    """OpenCV ranks Selective Search regions with C's rand(): an image's boxes must not depend
+    on the images handled before it in the process (another sharding, a resumed run)."""
+    from weaksam.proposals.selective_search import selective_search
+
+    rng = np.random.default_rng(0)
+    images = [(rng.random((120, 160, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    first = selective_search(images[2], max_boxes=2000)
+    for other in images[:2]:
+        selective_search(other, max_boxes=2000)
+    again = selective_search(images[2], max_boxes=2000)
+    assert len(first.boxes) > 20
+    np.testing.assert_array_equal(first.boxes, again.boxes)
+    np.testing.assert_array_equal(first.scores, again.scores)

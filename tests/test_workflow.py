@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -265,36 +266,7 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # Changing one WSOD parameter reruns exactly the WSOD rules and what depends on them.
-    changed = {**TINY, "predict": predict_cfg, "wsod": {**TINY["wsod"], "lr": 0.002}}
-    cfg2 = write_config(tmp_path / "tiny2.yaml", changed)
-    dry = snakemake(tmp_path, cfg2, "--dry-run", "--quiet", "rules")
-    assert dry.returncode == 0, dry.stderr[-2000:]
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M))
-    assert jobs.pop("total") == "31"
-    downstream = {
-        "wsod_train": "1",
-        "wsod_train_selective_search": "1",
-        "wsod_detect": "2",
-        "wsod_detect_selective_search": "2",
-        "wsod_metrics": "4",
-        "pgt": "1",
-        "retrain_train": "1",
-        "retrain_train_no_roi_drop": "1",
-        "retrain_detect": "2",
-        "retrain_metrics": "2",
-        "wsis_masks_shard": "2",
-        "wsis_masks_merge": "1",
-        "wsis_quality": "1",
-        "maskrcnn_train": "1",
-        "maskrcnn_detect": "1",
-        "maskrcnn_metrics": "1",
-        "model_card": "3",
-        "predict": "2",
-        "report_figures": "1",
-        "all": "1",
-    }
-    assert jobs == downstream, dry.stdout
+    check_rebuilds(tmp_path, {**TINY, "predict": predict_cfg})
 
     # Determinism and resumption: a second full run with the same seed, in another folder,
     # killed (kill -9, Snakemake and its jobs) once the CAM classifier is written, then the same
@@ -323,6 +295,211 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     assert len(same) > 12
     for name in same:
         assert comparable(results / name) == comparable(other / name), name
+
+
+def dry_jobs(workdir: Path, data: dict) -> dict[str, int]:
+    """The jobs a dry run with config ``data`` lists, per rule ({} when nothing would run)."""
+    cfg = write_config(workdir / "changed.yaml", data)
+    dry = snakemake(workdir, cfg, "--dry-run", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    if "Nothing to be done" in dry.stdout + dry.stderr:
+        return {}
+    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, re.M)}
+    jobs.pop("total")
+    return jobs
+
+
+def run_jobs(workdir: Path, data: dict, *args: str) -> tuple[int, dict[str, int], str]:
+    """Run with config ``data``: exit status, the jobs that ran per rule (the target rule
+    `all` aside), and the log."""
+    cfg = write_config(workdir / "changed.yaml", data)
+    run = snakemake(workdir, cfg, *args)
+    ran: dict[str, int] = {}
+    for rule in re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", run.stderr, re.M):
+        if rule != "all":
+            ran[rule] = ran.get(rule, 0) + 1
+    return run.returncode, ran, run.stderr
+
+
+def changed(base: dict, section: str, **values: object) -> dict:
+    return {**base, section: {**base.get(section, {}), **values}}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_rebuilds(workdir: Path, base: dict) -> None:
+    """The rebuild table: what each change reruns, on the finished tiny run in ``workdir``.
+    Dry runs list the jobs that run for sure; where a checkpoint (the dataset, a merge) is
+    among them, what follows it is decided once it is written, so those rows are run."""
+    results = workdir / "results" / "tiny"
+    wsod_test_keys = {
+        "wsod_detect": 2,
+        "wsod_detect_selective_search": 2,
+        "wsod_metrics": 4,
+        "pgt": 1,
+        "pgt_quality": 1,
+        "retrain_train": 1,
+        "retrain_train_no_roi_drop": 1,
+        "retrain_detect": 2,
+        "retrain_metrics": 2,
+        "wsis_masks_shard": 2,
+        "wsis_masks_merge": 1,
+        "model_card": 3,  # the Mask R-CNN card shows the PGT's quality too
+        "predict": 1,
+        "report_figures": 1,
+        "all": 1,
+    }
+    retrain_test_keys = {
+        "retrain_detect": 2,
+        "maskrcnn_detect": 1,
+        "retrain_metrics": 2,
+        "maskrcnn_metrics": 1,
+        "model_card": 3,
+        "predict": 2,
+        "report_figures": 1,
+        "all": 1,
+    }
+    table = [
+        (changed(base, "wsod", test_scales=[72]), wsod_test_keys),
+        (changed(base, "wsod", test_nms=0.4), wsod_test_keys),
+        (changed(base, "retrain", test_size=72), retrain_test_keys),
+        (changed(base, "retrain", tta_sizes=[64, 72]), retrain_test_keys),
+        (
+            changed(base, "evaluation", iou=0.6),
+            {
+                "wsod_metrics": 4,
+                "pgt_quality": 1,
+                "retrain_metrics": 2,
+                "maskrcnn_metrics": 1,
+                "model_card": 3,
+                "report_figures": 1,
+                "all": 1,
+            },
+        ),
+        # the test split's CAMs; prompts and what follows them are decided after the merge
+        (
+            changed(base, "cam", test_class_threshold=0.3),
+            {"cam_shard": 2, "cam_merge": 1, "all": 1},
+        ),
+        (
+            changed(base, "wsod", lr=0.002),
+            {**wsod_test_keys, "wsod_train": 1, "wsod_train_selective_search": 1},
+        ),
+        # keys that change no output, all at once
+        (
+            {
+                **changed(
+                    base, "compute", workers=1, device="cpu", shard_threads=1, detector_threads=1
+                ),
+                "cam": {**base["cam"], "checkpoint_every": 3},
+                "wsod": {**base["wsod"], "checkpoint_every": 2},
+                "retrain": {**base["retrain"], "checkpoint_every": 2},
+                "sam": {"points_per_batch": 7, "mask_chunk": 3, "cpu_decoder": "torch"},
+            },
+            {},
+        ),
+        # the dataset rule reruns; the rest is decided by what it writes (below)
+        (changed(base, "dataset", on_bad_image="skip"), {"dataset": 1, "all": 1}),
+        # the first shard and merge jobs; the SAM shards (after the prompts, after the CAMs)
+        # and what reads the merged files are decided once the merges are written (the run
+        # below)
+        (
+            changed(base, "compute", shards=3),
+            {
+                "cam_shard": 6,
+                "cam_merge": 2,
+                "selective_search_shard": 6,
+                "selective_search_merge": 2,
+                "all": 1,
+            },
+        ),
+    ]
+    for data, expected in table:
+        got = dry_jobs(workdir, data)
+        assert got == expected, (got, expected)
+
+    tracked = [results / "manifest.parquet", results / "gt" / "trainval.json"]
+    tracked += [results / f"{kind}/{s}.h5" for kind in ("cam", "proposals") for s in SPLITS]
+    tracked.append(results / "wsis" / "mist" / "masks.json")
+    before = {p: sha(p) for p in tracked}
+
+    # on clean data, on_bad_image changes nothing: the dataset rule alone runs
+    code, ran, log = run_jobs(workdir, changed(base, "dataset", on_bad_image="skip"))
+    assert code == 0 and ran == {"dataset": 1}, (ran, log[-2000:])
+    assert dry_jobs(workdir, base) == {"dataset": 1, "all": 1}  # and back
+    code, ran, _ = run_jobs(workdir, base)
+    assert code == 0 and ran == {"dataset": 1}
+
+    # an image touched: the dataset rule reads it again, nothing follows
+    source = results / "source"
+    image = sorted((source / "JPEGImages").glob("*.jpg"))[0]
+    os.utime(image)
+    code, ran, _ = run_jobs(workdir, base)
+    assert code == 0 and ran == {"dataset": 1}
+
+    # a class changed in an annotation file: the dataset rule, then whatever reads the manifest
+    xml = source / "Annotations" / f"{image.stem}.xml"
+    text = xml.read_text()
+    name = re.search(r"<name>(\w+)</name>", text)[1]
+    other = next(c for c in ("circle", "triangle", "square", "star", "cross") if c != name)
+    xml.write_text(text.replace(f"<name>{name}</name>", f"<name>{other}</name>", 1))
+    code, ran, _ = run_jobs(workdir, base, "--until", "dataset")
+    assert code == 0 and ran == {"dataset": 1}
+    assert sha(results / "manifest.parquet") != before[results / "manifest.parquet"]
+    # the first wave (the rest follows the merges it leads to)
+    jobs = dry_jobs(workdir, base)
+    assert {"train_classifier", "cam_shard", "cam_merge", "selective_search_shard"} <= set(jobs)
+    xml.write_text(text)  # and back: the same manifest as before, nothing else reruns
+    code, ran, _ = run_jobs(workdir, base)
+    assert code == 0 and ran == {"dataset": 1}
+
+    # an image deleted: with on_bad_image fail the dataset rule stops and keeps its files
+    data = image.read_bytes()
+    image.unlink()
+    code, ran, log = run_jobs(workdir, base)
+    assert code != 0 and ran == {"dataset": 1} and "Restored previous version" in log
+    assert all(sha(p) == before[p] for p in tracked)
+    # with skip, the image is left out and said so: the manifest changes
+    code, ran, _ = run_jobs(
+        workdir, changed(base, "dataset", on_bad_image="skip"), "--until", "dataset"
+    )
+    assert code == 0 and image.stem in (results / "skipped.tsv").read_text()
+    assert image.stem not in set(read_manifest(results / "manifest.parquet").frame["image_id"])
+    image.write_bytes(data)
+    code, ran, _ = run_jobs(workdir, base)
+    assert code == 0 and ran == {"dataset": 1}
+
+    # a failed merge keeps the good file
+    shard = results / "cam" / "test" / "shard-1.h5"
+    shard.write_bytes(b"not a store")
+    code, ran, log = run_jobs(workdir, base)
+    assert code != 0 and ran == {"cam_merge": 1}, (ran, log[-2000:])
+    assert sha(results / "cam" / "test.h5") == before[results / "cam" / "test.h5"]
+    shard.unlink()  # a shard is only needed while its merge has to run
+    code, ran, _ = run_jobs(workdir, base)
+    assert code == 0 and ran == {}, ran
+
+    # another number of shards (2 -> 1 -> 3): shard and merge jobs only, the same merged files
+    for shards in (1, 3):
+        code, ran, log = run_jobs(workdir, changed(base, "compute", shards=shards))
+        assert code == 0, log[-3000:]
+        assert ran == {
+            "cam_shard": 2 * shards,
+            "cam_merge": 2,
+            "proposals_shard": 2 * shards,
+            "proposals_merge": 2,
+            "selective_search_shard": 2 * shards,
+            "selective_search_merge": 2,
+            "wsis_masks_shard": shards,
+            "wsis_masks_merge": 1,
+        }, ran
+        assert {p: sha(p) for p in tracked} == before
+        assert dry_jobs(workdir, changed(base, "compute", shards=shards)) == {}
+
+
+SPLITS = ("trainval", "test")
 
 
 def comparable(path: Path) -> object:

@@ -8,9 +8,7 @@ Stages take the one section they need, never the whole config.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import types
 import typing
 from collections.abc import Mapping
@@ -330,10 +328,6 @@ class EvaluationConfig:
     # build every stage's upper bound (rules/oracles.smk) with `all` and show it in the report
     stage_bounds: bool = False
 
-    def digest(self) -> str:
-        """What the metrics depend on (not ``stage_bounds``, which only adds jobs)."""
-        return section_digest(self.iou, self.plus_one, self.recall_n)
-
 
 @dataclass(frozen=True)
 class PredictConfig:
@@ -552,14 +546,3 @@ def load_config_files(paths: list[str] | list[Path]) -> WeaksamConfig:
     for path in paths:
         raw = merge_config(raw, read_config_file(path))
     return load_config(raw)
-
-
-def section_digest(*sections: Any) -> str:
-    """Stable sha256 (hex, 16 chars) of config sections (dataclasses or plain values), recorded in
-    artifacts that depend on them."""
-    data = [
-        dataclasses.asdict(s) if dataclasses.is_dataclass(s) and not isinstance(s, type) else s
-        for s in sections
-    ]
-    payload = json.dumps(data if len(data) > 1 else data[0], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -36,6 +36,11 @@ def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+# attributes of a shard's store (not of the merged one)
+SHARD_INDEX = "shard_index"
+SHARD_COUNT = "shard_count"
+
+
 class ShardWriter:
     """Context manager writing image groups into ``path`` (via ``path.partial``)."""
 
@@ -46,12 +51,17 @@ class ShardWriter:
         kind: str,
         config_digest: str,
         attrs: Mapping[str, Any] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        """``shard`` = (index, count) for one shard of a split: recorded, so that a partial file
+        of another sharding is never resumed and the merge can check its shards."""
         self.path = Path(path)
         self.partial = _partial(self.path)
         self.kind = kind
         self.digest = config_digest
         self.attrs = dict(attrs or {})
+        if shard is not None:
+            self.attrs.update({SHARD_INDEX: shard[0], SHARD_COUNT: shard[1]})
         self._file: h5py.File | None = None
 
     def __enter__(self) -> ShardWriter:
@@ -59,10 +69,18 @@ class ShardWriter:
         if self.partial.exists():
             try:
                 f = h5py.File(self.partial, "a")
-                if f.attrs.get("config_digest") != self.digest or f.attrs.get("kind") != self.kind:
+                same_shard = all(
+                    f.attrs.get(k) == self.attrs.get(k) for k in (SHARD_INDEX, SHARD_COUNT)
+                )
+                if (
+                    f.attrs.get("config_digest") != self.digest
+                    or f.attrs.get("kind") != self.kind
+                    or not same_shard
+                ):
                     f.close()
                     logger.warning(
-                        "%s was written under another config; starting again", self.partial
+                        "%s was written under another config or sharding; starting again",
+                        self.partial,
                     )
                     self.partial.unlink()
                 else:
@@ -182,6 +200,11 @@ class StoreReader:
         self.close()
 
 
+def _int_attr(reader: StoreReader, key: str) -> int | None:
+    value = reader.file.attrs.get(key)
+    return None if value is None else int(value)
+
+
 def merge_shards(
     shards: Sequence[str | Path], out: str | Path, *, kind: str, image_ids: Sequence[str]
 ) -> None:
@@ -192,6 +215,14 @@ def merge_shards(
         digests = {r.file.attrs["config_digest"] for r in readers}
         if len(digests) != 1:
             raise StoreError(f"shards were written under different configs: {sorted(digests)}")
+        counts = {_int_attr(r, SHARD_COUNT) for r in readers}
+        indices = [_int_attr(r, SHARD_INDEX) for r in readers]
+        if counts != {None} and (counts != {len(shards)} or indices != list(range(len(shards)))):
+            raise StoreError(
+                f"{', '.join(str(s) for s in shards)} are shards {indices} of "
+                f"{sorted(c for c in counts if c is not None)} (expected 0..{len(shards) - 1} of "
+                f"{len(shards)}): rerun the shard jobs"
+            )
         where = {i: r for r in readers for i in r.image_ids()}
         missing = [i for i in image_ids if i not in where]
         if missing:
@@ -200,7 +231,8 @@ def merge_shards(
         tmp = out.with_name(out.name + ".merging")
         with h5py.File(tmp, "w") as dst:
             for key, value in readers[0].file.attrs.items():
-                dst.attrs[key] = value
+                if key not in (SHARD_INDEX, SHARD_COUNT):  # the same file for any sharding
+                    dst.attrs[key] = value
             images = dst.create_group("images")
             for image_id in image_ids:
                 where[image_id].file.copy(where[image_id][image_id], images, name=image_id)

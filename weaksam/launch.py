@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from weaksam.config import load_config
+from weaksam.config import WeaksamConfig, load_config
+from weaksam.dependencies import restrict
 from weaksam.logs import setup_rule_logging
 
 
@@ -33,6 +34,13 @@ def _resolve(target: str) -> Callable[..., Any]:
     return fn
 
 
+def _config(
+    raw: Mapping[str, Any], rule: str | None, wildcards: Mapping[str, str] | None
+) -> WeaksamConfig:
+    cfg = load_config(raw)
+    return cfg if rule is None else restrict(cfg, rule, wildcards)
+
+
 def run_stage(
     target: str,
     config: Mapping[str, Any],
@@ -42,17 +50,20 @@ def run_stage(
     processes: int,
     log: str,
     rule: str | None = None,
+    wildcards: Mapping[str, str] | None = None,
     outputs: Sequence[str] = (),
 ) -> None:
-    """Call ``target(load_config(config), *args, **kwargs)`` here when ``processes`` is 1, else
-    in ``processes`` processes under torchrun (gloo on CPU, NCCL on CUDA). ``args`` and
-    ``kwargs`` must be JSON values. ``rule`` and ``outputs`` give the rule's closing summary
-    line (``weaksam.logs.setup_rule_logging``)."""
+    """Call ``target(config, *args, **kwargs)`` here when ``processes`` is 1, else in
+    ``processes`` processes under torchrun (gloo on CPU, NCCL on CUDA), with the config
+    validated and, when ``rule`` is given, restricted to the keys the rule declares
+    (``weaksam.dependencies.restrict``, ``wildcards`` naming the job). ``args`` and ``kwargs``
+    must be JSON values. ``rule`` and ``outputs`` give the rule's closing summary line
+    (``weaksam.logs.setup_rule_logging``)."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
     if processes == 1:
         setup_rule_logging(log, rule=rule, outputs=outputs)
-        _resolve(target)(load_config(config), *args, **kwargs)
+        _resolve(target)(_config(config, rule, wildcards), *args, **kwargs)
         return
     _resolve(target)  # fail here, not in N processes
     spec = Path(log).with_suffix(".launch.json")
@@ -63,6 +74,8 @@ def run_stage(
         "args": list(args),
         "kwargs": dict(kwargs),
         "log": log,
+        "rule": rule,
+        "wildcards": dict(wildcards or {}),
     }
     spec.write_text(json.dumps(payload, default=str))
     cmd = [
@@ -96,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     log = spec["log"] if rank == 0 else f"{spec['log']}.rank{rank}"
     setup_rule_logging(log)
-    _resolve(spec["target"])(load_config(spec["config"]), *spec["args"], **spec["kwargs"])
+    cfg = _config(spec["config"], spec.get("rule"), spec.get("wildcards"))
+    _resolve(spec["target"])(cfg, *spec["args"], **spec["kwargs"])
     return 0
 
 

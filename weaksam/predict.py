@@ -15,6 +15,7 @@ own test-time settings (test size, TTA) are the defaults; ``test_size`` / ``tta`
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,11 @@ def predict(
     draw_dir: Path | None = None,
     batch_size: int = 1,
     show_progress: bool = True,
+    inference: Mapping[str, Any] | None = None,
 ) -> Predictions:
-    """Detections of the model at ``model_path`` on the images of ``inputs``."""
+    """Detections of the model at ``model_path`` on the images of ``inputs``. The test pass
+    is the one recorded in the model file, unless ``inference`` gives other values of the
+    ``retrain`` section's test keys (the workflow's rule gives the config's)."""
     from weaksam.logs import progress
     from weaksam.retrain.infer import coco_results, detect, detect_batch
     from weaksam.retrain.stage import load_detector
@@ -91,6 +95,8 @@ def predict(
     else:
         dev = torch.device(device)
     model, rcfg, classes, _masks = load_detector(model_path, dev)
+    if inference:
+        rcfg = replace(rcfg, **inference)
     if test_size is not None:
         rcfg = replace(rcfg, test_size=test_size)
     if tta is False:

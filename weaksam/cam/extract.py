@@ -122,7 +122,9 @@ def extract_cams_shard(
         "split": split,
         "labels_from": "labels" if use_labels else "classifier",
     }
-    with ShardWriter(out, kind=CAM_STORE_KIND, config_digest=config_digest, attrs=attrs) as writer:
+    with ShardWriter(
+        out, kind=CAM_STORE_KIND, config_digest=config_digest, attrs=attrs, shard=(shard, shards)
+    ) as writer:
         done = writer.done_ids()
         todo = frame[~frame["image_id"].isin(done)]
         t0 = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
+from weaksam.dependencies import declared_dict
 from weaksam.logs import progress
 from weaksam.models.backbones import build_backbone, freeze_batchnorm, freeze_parameters
 from weaksam.models.classifier import CamClassifier
@@ -175,7 +175,7 @@ def save_checkpoint(
         "kind": "cam_classifier",
         "model": model.state_dict(),
         "step": step,
-        "cam_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "cam_config": declared_dict(cfg),
         "classes": list(classes),
     }
     if opt is not None:

@@ -157,32 +157,44 @@ def pgt_bound_stage(
     )
 
 
-def pgt_stage(
-    cfg: WeaksamConfig,
-    manifest_path: str,
-    detections_path: str,
-    out: str,
-    *,
-    gt_path: str | None = None,
-    quality_out: str | None = None,
-) -> None:
+def pgt_stage(cfg: WeaksamConfig, manifest_path: str, detections_path: str, out: str) -> None:
+    """The pseudo ground truth of the training split from a WSOD head's detections."""
     with Path(detections_path).open() as f:
         detections = json.load(f)
-    split = cfg.dataset.train_split
-    params = PgtParams(
+    pgt = build_pgt(manifest_path, detections, cfg.dataset.train_split, _params(cfg))
+    write_json(out, pgt)
+    logger.info("%d pseudo boxes on %d images", len(pgt["annotations"]), len(pgt["images"]))
+
+
+def _params(cfg: WeaksamConfig) -> PgtParams:
+    return PgtParams(
         mode=cfg.pgt.mode,
         t_keep=cfg.pgt.t_keep,
         t_con=cfg.pgt.t_con,
         subtract_min=cfg.pgt.subtract_min,
     )
-    pgt = build_pgt(manifest_path, detections, split, params)
-    write_json(out, pgt)
-    logger.info("%d pseudo boxes on %d images", len(pgt["annotations"]), len(pgt["images"]))
-    if quality_out is None:
-        return
+
+
+def pgt_quality_stage(
+    cfg: WeaksamConfig,
+    manifest_path: str,
+    detections_path: str,
+    pgt_path: str,
+    out: str,
+    *,
+    gt_path: str | None = None,
+) -> None:
+    """Precision and recall of the PGT against the ground truth, and of both PGT modes (the
+    ablation); without ground truth, a file that says so."""
+    params = _params(cfg)
     if gt_path is None:
-        write_json(quality_out, {"mode": params.mode, "ground_truth": False}, indent=2)
+        write_json(out, {"mode": params.mode, "ground_truth": False}, indent=2)
         return
+    with Path(detections_path).open() as f:
+        detections = json.load(f)
+    with Path(pgt_path).open() as f:
+        pgt = json.load(f)
+    split = cfg.dataset.train_split
     gt = load_ground_truth(gt_path)
     quality: dict[str, Any] = {"mode": params.mode, "t_keep": params.t_keep, "ground_truth": True}
     quality["pgt"] = pgt_quality(gt, pgt, iou=cfg.evaluation.iou)
@@ -195,7 +207,7 @@ def pgt_stage(
                 gt, build_pgt(manifest_path, detections, split, other), iou=cfg.evaluation.iou
             )
         )
-    write_json(quality_out, quality, indent=2)
+    write_json(out, quality, indent=2)
     logger.info(
         "PGT precision %.3f recall %.3f", quality["pgt"]["precision"], quality["pgt"]["recall"]
     )

@@ -3,14 +3,24 @@
 Run on the image resized so its longer side is at most ``max_side`` (the usual practice: the
 "fast" mode costs seconds per image at VOC size); boxes are scaled back to original pixels.
 Scores rank the boxes in OpenCV's output order: 1 - i / N.
+
+That order is the paper's randomised rank (hierarchy level times a random number), which OpenCV
+draws with C's ``rand()``: the generator is seeded for every image, so an image's boxes depend on
+the image alone, not on the images its process handled before (shards, resumed runs).
 """
 
 from __future__ import annotations
+
+import ctypes
 
 import cv2
 import numpy as np
 
 from weaksam.proposals.store import SOURCES, ImageProposals
+
+# the C library of this process (OpenCV calls its rand())
+_C_LIBRARY = ctypes.CDLL(None)
+RANK_SEED = 0
 
 
 def selective_search(
@@ -28,6 +38,7 @@ def selective_search(
         if scale < 1
         else image
     )
+    _C_LIBRARY.srand(RANK_SEED)
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
     if mode == "fast":

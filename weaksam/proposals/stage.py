@@ -79,7 +79,13 @@ def weaksam_shard_stage(
         "method": "weaksam",
     }
     t0, n_boxes = time.perf_counter(), 0
-    with ShardWriter(out, kind=PROPOSAL_STORE_KIND, config_digest=digest, attrs=attrs) as writer:
+    with ShardWriter(
+        out,
+        kind=PROPOSAL_STORE_KIND,
+        config_digest=digest,
+        attrs=attrs,
+        shard=(shard, cfg.compute.shards),
+    ) as writer:
         todo = frame[~frame["image_id"].isin(writer.done_ids())]
         for row in progress(
             todo.itertuples(), total=len(todo), desc=f"proposals {split} shard {shard}"
@@ -132,7 +138,13 @@ def selective_search_shard_stage(
         "split": split,
         "method": "selective_search",
     }
-    with ShardWriter(out, kind=PROPOSAL_STORE_KIND, config_digest=digest, attrs=attrs) as writer:
+    with ShardWriter(
+        out,
+        kind=PROPOSAL_STORE_KIND,
+        config_digest=digest,
+        attrs=attrs,
+        shard=(shard, cfg.compute.shards),
+    ) as writer:
         todo = frame[~frame["image_id"].isin(writer.done_ids())]
         for row in progress(
             todo.itertuples(), total=len(todo), desc=f"selective search {split} shard {shard}"

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from weaksam.dependencies import RuleKeys
+
 if TYPE_CHECKING:
     import torch
     from torchvision.models.detection import FasterRCNN
@@ -36,3 +38,69 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> Faste
     model.transform.min_size = (rcfg.test_size,)
     model.weaksam_classes = list(classes)
     return model
+
+
+# read at test time from the config (the detection rules), recorded in model.pt by training as
+# the defaults of `weaksam predict` and `weaksam export`
+INFERENCE_KEYS = (
+    "test_size",
+    "test_max_size",
+    "tta_sizes",
+    "tta_flip",
+    "tta_max_size",
+    "score_thresh",
+    "nms",
+    "max_per_image",
+)
+_TRAIN_KEYS = (
+    "retrain.backbone",
+    "retrain.iterations",
+    "retrain.batch_size",
+    "retrain.images_per_forward",
+    "retrain.lr",
+    "retrain.backbone_lr_mult",
+    "retrain.momentum",
+    "retrain.weight_decay",
+    "retrain.warmup_iterations",
+    "retrain.warmup_factor",
+    "retrain.lr_steps",
+    "retrain.gamma",
+    "retrain.train_sizes",
+    "retrain.max_size",
+    "retrain.flip",
+    "retrain.box_loss_beta",
+    "retrain.roi_drop",
+    "retrain.sizes.rpn_post_nms_train",
+    "retrain.sizes.rpn_post_nms_test",
+    "retrain.sizes.rois_per_image",
+    "retrain.sizes.box_head_dim",
+    "assets.resnet50",
+    "compute.seed",
+    "compute.precision",
+)
+_RECORDED = tuple(f"retrain.{k}" for k in INFERENCE_KEYS)
+_TRAIN = RuleKeys(_TRAIN_KEYS, unhashed=_RECORDED)
+MASK_TRAIN = RuleKeys(
+    (
+        *_TRAIN_KEYS,
+        "retrain.sizes.mask_head_channels",
+        "retrain.sizes.mask_head_layers",
+        "wsis.roi_drop",
+    ),
+    unhashed=_RECORDED,
+)
+_DETECT = RuleKeys(_RECORDED)
+_METRICS = RuleKeys(("evaluation.iou", "evaluation.plus_one"))
+
+# The config keys each rule of this stage reads (weaksam.dependencies): its rerun triggers.
+CONFIG_KEYS = {
+    "retrain_train": _TRAIN,
+    "retrain_train_no_roi_drop": _TRAIN,
+    "oracle_detector_train": _TRAIN,
+    "retrain_detect": _DETECT,
+    "oracle_retrain_detect": _DETECT,
+    "retrain_metrics": _METRICS,
+    "oracle_retrain_metrics": _METRICS,
+    "model_card": RuleKeys(()),
+    "predict": RuleKeys(("predict.score_threshold", *_RECORDED)),
+}

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, RetrainConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.masks import segmentation_to_mask
+from weaksam.dependencies import declared_dict
 from weaksam.evaluation.cocofiles import xywh_to_xyxy
 from weaksam.logs import progress
 from weaksam.models.backbones import freeze_parameters
@@ -195,7 +196,7 @@ def save_checkpoint(
         "kind": CHECKPOINT_KIND,
         "model": model.state_dict(),
         "step": step,
-        "retrain_config": asdict(cfg),
+        "retrain_config": declared_dict(cfg),
         "classes": list(classes),
         "masks": masks,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from weaksam.data.manifest import read_manifest
 from weaksam.h5store import StoreError
 from weaksam.io import write_json
 from weaksam.logs import progress
+from weaksam.wsod import TEST_KEYS
 from weaksam.wsod.data import ProposalSource, load_image
 from weaksam.wsod.infer import coco_results, detect
 from weaksam.wsod.model import HEADS, Head, WsodNet
@@ -108,6 +110,10 @@ def load_model(path: str | Path, device: torch.device) -> tuple[WsodNet, WsodCon
     return model.to(device).eval(), wcfg, classes
 
 
+# the keys of the `wsod` section that the detection rules read from the config
+DETECT_KEYS = (*TEST_KEYS, "max_side", "max_proposals")
+
+
 def detect_stage(
     cfg: WeaksamConfig,
     manifest_path: str,
@@ -122,7 +128,10 @@ def detect_stage(
     """Detections of a split in COCO results format (``image_id`` = the manifest's coco_id)."""
     torch.set_num_threads(max(1, threads))
     device = select_device(cfg.compute)
-    model, wcfg, classes = load_model(model_path, device)
+    model, trained, classes = load_model(model_path, device)
+    # the network is the checkpoint's; how it is run at test time is the config's (a change of
+    # a test key reruns the detection jobs, not the training)
+    wcfg = replace(trained, **{k: getattr(cfg.wsod, k) for k in DETECT_KEYS})
     manifest = read_manifest(manifest_path)
     if list(manifest.classes) != classes:
         raise ValueError(f"{model_path}: classes {classes} differ from the manifest's")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from torch import nn
 
 from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
+from weaksam.dependencies import declared_dict
 from weaksam.logs import progress
 from weaksam.models.backbones import (
     build_backbone,
@@ -56,7 +57,8 @@ CHECKPOINT_KIND = "wsod"
 
 
 def config_dict(cfg: WsodConfig) -> dict[str, Any]:
-    return asdict(cfg)
+    """What a checkpoint records of the config: the keys the training job declares."""
+    return declared_dict(cfg)
 
 
 def build_wsod_net(

@@ -1,15 +1,15 @@
 """Rule `prompts`: peak points and grid points of a split."""
 
 from weaksam.cam.stage import prompts_stage
-from weaksam.config import load_config
+from weaksam.dependencies import job_config
 from weaksam.logs import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 prompts_stage(
-    load_config(snakemake.config),
+    job_config(snakemake),
     snakemake.input.manifest,
     snakemake.input.cams,
     snakemake.wildcards.split,
     snakemake.output[0],
-    digest=snakemake.params.digest,
+    digest=snakemake.params.cam_digest,
 )

@@ -1,12 +1,12 @@
 """Rule `cam_shard`: multi-scale CAMs of one shard of a split (resumable)."""
 
 from weaksam.cam.stage import cam_stage
-from weaksam.config import load_config
+from weaksam.dependencies import job_config
 from weaksam.logs import setup_rule_logging
 
 setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 cam_stage(
-    load_config(snakemake.config),
+    job_config(snakemake),
     snakemake.input.manifest,
     snakemake.input.model,
     snakemake.wildcards.split,

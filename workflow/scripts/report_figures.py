@@ -5,14 +5,14 @@ import logging
 import time
 from pathlib import Path
 
-from weaksam.config import load_config
+from weaksam.dependencies import job_config
 from weaksam.logs import setup_rule_logging
 from weaksam.report import gallery, loss_figure, metrics_html, recall_figure
 
 setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 start = time.perf_counter()
 results = Path(snakemake.params.results)
-metrics_html(results, snakemake.output.metrics, load_config(snakemake.config))
+metrics_html(results, snakemake.output.metrics, job_config(snakemake))
 recall_figure(results, snakemake.output.recall)
 loss_figure(results, snakemake.output.losses)
 for stage, head in snakemake.params.stages.items():

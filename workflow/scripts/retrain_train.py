@@ -17,5 +17,6 @@ run_stage(
     processes=gpus,
     log=snakemake.log[0],
     rule=snakemake.rule,
+    wildcards=dict(snakemake.wildcards.items()),
     outputs=list(snakemake.output),
 )

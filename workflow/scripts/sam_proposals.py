@@ -1,12 +1,12 @@
 """Rule `proposals_shard`: WeakSAM proposals of one shard of a split (resumable)."""
 
-from weaksam.config import load_config
+from weaksam.dependencies import job_config
 from weaksam.logs import setup_rule_logging
 from weaksam.proposals.stage import weaksam_shard_stage
 
 setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 weaksam_shard_stage(
-    load_config(snakemake.config),
+    job_config(snakemake),
     snakemake.input.manifest,
     snakemake.input.prompts,
     snakemake.wildcards.split,

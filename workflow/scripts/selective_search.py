@@ -1,12 +1,12 @@
 """Rule `selective_search_shard`: Selective Search proposals of one shard (resumable)."""
 
-from weaksam.config import load_config
+from weaksam.dependencies import job_config
 from weaksam.logs import setup_rule_logging
 from weaksam.proposals.stage import selective_search_shard_stage
 
 setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 selective_search_shard_stage(
-    load_config(snakemake.config),
+    job_config(snakemake),
     snakemake.input.manifest,
     snakemake.wildcards.split,
     int(snakemake.wildcards.shard),

@@ -1,12 +1,12 @@
 """Rule `wsis_quality`: mean IoU of the pseudo masks with the ground-truth masks per class."""
 
-from weaksam.config import load_config
+from weaksam.dependencies import job_config
 from weaksam.logs import setup_rule_logging
 from weaksam.wsis.stage import masks_quality_stage
 
 setup_rule_logging(snakemake.log[0], rule=snakemake.rule, outputs=snakemake.output)
 masks_quality_stage(
-    load_config(snakemake.config),
+    job_config(snakemake),
     snakemake.input.manifest,
     snakemake.input.masks,
     snakemake.input.gt,
