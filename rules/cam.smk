@@ -14,9 +14,9 @@ rule train_classifier:
         f"{RESULTS}/benchmarks/train_classifier.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 2 * TRAIN_GPUS
     resources:
-        gpu=1,
+        gpu=TRAIN_GPUS,
         mem_mb=8000,
         runtime=240,
     params:

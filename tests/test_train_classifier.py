@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +16,8 @@ from tests.conftest import build_tiny_shapes
 from weaksam.cam.train import augment, lr_factor, multi_hot, train_classifier
 from weaksam.config import AssetsConfig, CamConfig
 from weaksam.data.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_lr_factor_hand_worked() -> None:
@@ -121,3 +126,53 @@ def test_rotate_hand_worked() -> None:
     assert torch.allclose(rotate(img, 0.0), img, atol=1e-6)
     # 180 degrees: the bottom centre
     assert rotate(img, 180.0)[0, 0].argmax().item() == 4 * 5 + 2
+
+
+TORCHRUN_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from dataclasses import replace
+from pathlib import Path
+from tests.test_train_classifier import _cfg
+from weaksam.cam.train import train_classifier
+from weaksam.config import AssetsConfig
+from weaksam.data.manifest import read_manifest
+torch.set_num_threads(1)
+train_classifier(read_manifest({manifest!r}), "trainval", replace(_cfg(), batch_size=3, dropout=0.0),
+                 AssetsConfig(), out=Path({out!r}), work=Path({out!r} + ".work"), seed=3,
+                 log_path=Path({out!r} + ".tsv"))
+"""
+
+
+def test_torchrun_two_gloo_processes_match_one(tiny_manifest: Path, tmp_path: Path) -> None:
+    """Under torchrun each process takes its share of a batch (3 images: 2 and 1) and the
+    gradients are summed: the weights are one process's (no dropout, BatchNorm frozen)."""
+    torch.set_num_threads(1)
+    out = tmp_path / "ddp.pt"
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        TORCHRUN_SCRIPT.format(repo=str(REPO), manifest=str(tiny_manifest), out=str(out))
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run([*cmd, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = train_classifier(
+        read_manifest(tiny_manifest),
+        "trainval",
+        replace(_cfg(), batch_size=3, dropout=0.0),
+        AssetsConfig(),
+        out=tmp_path / "single.pt",
+        work=tmp_path / "single.work",
+        seed=3,
+        log_path=tmp_path / "single.tsv",
+    )
+    ddp = torch.load(out, weights_only=True)["model"]
+    # AdamW normalises each update to about lr (1e-3): the summation order of gloo against one
+    # process moves a weight by ~1e-6 at most; a wrong share or gradient sum by ~1e-3
+    for name, p in single.state_dict().items():
+        torch.testing.assert_close(p, ddp[name], rtol=1e-4, atol=1e-5, msg=name)
+    losses = [line.split("\t")[1] for line in (tmp_path / "single.tsv").read_text().splitlines()]
+    ddp_losses = [line.split("\t")[1] for line in Path(f"{out}.tsv").read_text().splitlines()]
+    assert losses[0] == ddp_losses[0] == "loss" and len(losses) == 5
+    assert [float(a) for a in losses[1:]] == pytest.approx([float(b) for b in ddp_losses[1:]])

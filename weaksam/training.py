@@ -1,4 +1,10 @@
-"""Pieces every trainer shares: processes under ``torchrun``, per-step batches and seeds.
+"""What every trainer shares: the training loop, processes under ``torchrun``, per-step batches
+and seeds, checkpoints.
+
+``train_loop`` runs the CAM classifier, the WSOD heads and the retrained detectors alike: it
+resumes from the work checkpoint, sets each step's learning rates, calls the trainer's step,
+writes the training log, checkpoints every ``checkpoint_every`` steps and writes the final model.
+A trainer supplies its model, optimizers, schedule and step (:class:`Trainer`).
 
 Every random draw of a training step is seeded by (seed, step, position in the batch), so one or
 several processes, and a run resumed from a checkpoint, see the same images and draws.
@@ -6,7 +12,11 @@ several processes, and a run resumed from a checkpoint, see the same images and 
 
 from __future__ import annotations
 
+import logging
 import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +25,9 @@ import torch.distributed as dist
 from torch import nn
 
 from weaksam.io import atomic_path
+from weaksam.logs import progress
+
+logger = logging.getLogger(__name__)
 
 
 class Distributed:
@@ -69,6 +82,11 @@ class Distributed:
     def close(self) -> None:
         if self.started:
             dist.destroy_process_group()
+
+
+def main_process() -> bool:
+    """Whether this is process 0 of a torchrun job (or the only process)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> list[int]:
@@ -154,3 +172,100 @@ def load_state(
             f"this weaksam reads version {version}"
         )
     return state
+
+
+@dataclass
+class StepResult:
+    """What one training step did: its loss (summed over the processes) and what it logs."""
+
+    loss: float
+    columns: tuple[int | float | str, ...] = ()  # the values of ``Trainer.columns``
+    parts: Mapping[str, float] = field(default_factory=dict)  # named losses (``Trainer.parts``)
+
+
+@dataclass
+class Trainer:
+    """What a trainer gives ``train_loop``.
+
+    ``optimizers`` maps the key each optimizer's state has in the checkpoint to the optimizer;
+    ``lr_factors(step)`` gives each one's factor of its groups' ``base_lr`` at ``step``;
+    ``step(step)`` runs one step (forward, backward, optimizer steps, over the processes);
+    ``save(path, step, optimizers)`` writes a checkpoint (with the optimizers' states, or the
+    final model without); ``load(path, device)`` reads one back, checking its kind;
+    ``logged_lr()`` is the rate the log shows. The log has the columns step, loss, lr, then
+    ``columns``, seconds and, with ``parts``, the named losses.
+    """
+
+    name: str
+    model: nn.Module
+    optimizers: Mapping[str, torch.optim.Optimizer]
+    lr_factors: Callable[[int], Mapping[str, float]]
+    step: Callable[[int], StepResult]
+    save: Callable[[Path, int, Mapping[str, torch.optim.Optimizer] | None], None]
+    load: Callable[[Path, torch.device], dict[str, Any]]
+    logged_lr: Callable[[], float]
+    columns: tuple[str, ...] = ()
+    parts: bool = False
+
+
+def train_loop(
+    trainer: Trainer,
+    *,
+    iterations: int,
+    checkpoint_every: int,
+    work: Path,
+    out: Path,
+    log_path: Path,
+    ddp: Distributed,
+    device: torch.device,
+    stop_after: int | None = None,
+) -> int:
+    """Train from the checkpoint ``work`` (when present) to ``iterations`` steps, checkpointing
+    to ``work`` every ``checkpoint_every`` steps and at the end, then write the final model to
+    ``out`` (process 0 writes; all processes step). ``stop_after`` ends the run after that many
+    steps without writing ``out`` (what a killed run leaves; tests). Returns the step reached."""
+    start = 0
+    if work.exists():
+        state = trainer.load(work, device)
+        trainer.model.load_state_dict(state["model"])
+        for key, opt in trainer.optimizers.items():
+            opt.load_state_dict(state[key])
+        start = int(state["step"])
+        logger.info("resuming %s training at step %d from %s", trainer.name, start, work)
+    end = iterations if stop_after is None else min(iterations, start + stop_after)
+    mode = "a" if start > 0 and log_path.exists() else "w"
+    log = log_path.open(mode) if ddp.main else None
+    if log is not None and mode == "w":
+        header = ["step", "loss", "lr", *trainer.columns, "seconds"]
+        log.write("\t".join([*header, "parts"] if trainer.parts else header) + "\n")
+    t0 = time.perf_counter()
+    try:
+        for step in progress(range(start, end), desc=trainer.name, total=end - start):
+            factors = trainer.lr_factors(step)
+            for key, opt in trainer.optimizers.items():
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * factors[key]
+            result = trainer.step(step)
+            if log is not None:
+                fields = [f"{step + 1}", f"{result.loss:.6f}", f"{trainer.logged_lr():.3e}"]
+                fields += [str(v) for v in result.columns]
+                fields.append(f"{time.perf_counter() - t0:.1f}")
+                if trainer.parts:
+                    fields.append(" ".join(f"{k}={v:.4f}" for k, v in result.parts.items()))
+                log.write("\t".join(fields) + "\n")
+            if (step + 1) % checkpoint_every == 0 or step + 1 == iterations:
+                if log is not None:
+                    log.flush()
+                    trainer.save(work, step + 1, trainer.optimizers)
+                    logger.info(
+                        "%s step %d/%d loss %.4f", trainer.name, step + 1, iterations, result.loss
+                    )
+                ddp.barrier()
+        if end == iterations and ddp.main:
+            trainer.model.eval().cpu()
+            trainer.save(out, iterations, None)
+    finally:
+        if log is not None:
+            log.close()
+        ddp.close()
+    return end

@@ -39,8 +39,10 @@ def train_stage(
     metrics_out: str,
     threads: int,
 ) -> None:
-    """Train the classifier on the training split and report image-level mAP on the test split."""
+    """Train the classifier on the training split (one process, or one per GPU under torchrun)
+    and report image-level mAP on both splits."""
     from weaksam.cam.train import multi_hot, predict_scores, train_classifier
+    from weaksam.training import main_process
 
     set_threads(threads)
     manifest = read_manifest(manifest_path)
@@ -50,6 +52,8 @@ def train_stage(
         manifest, cfg.dataset.train_split, cfg.cam, cfg.assets, out=out, work=work,
         seed=cfg.compute.seed, log_path=Path(train_log), workers=cfg.compute.workers, compute=cfg.compute,
     )  # fmt: skip
+    if not main_process():
+        return  # under torchrun, process 0 writes the metrics
     work.unlink(missing_ok=True)
     metrics = {}
     for split in cfg.dataset.splits:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,16 @@ from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.dependencies import declared_dict
-from weaksam.logs import progress
 from weaksam.models.backbones import build_backbone, freeze_batchnorm, freeze_parameters
 from weaksam.models.classifier import CamClassifier
-from weaksam.training import load_state, save_state
+from weaksam.training import (
+    Distributed,
+    StepResult,
+    Trainer,
+    load_state,
+    save_state,
+    train_loop,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +113,26 @@ def augment(
     return x[:, cy : cy + size, cx : cx + size]
 
 
-class StepBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Item ``step`` is that step's whole batch: indices from a permutation seeded by (seed,
-    epoch), augmentations seeded by (seed, step, position)."""
+class StepBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, float]]):
+    """Item ``step`` is that step's batch: indices from a permutation seeded by (seed, epoch),
+    augmentations seeded by (seed, step, position). Under torchrun, process ``rank`` of
+    ``world`` gets the positions ``rank``, ``rank + world``, ...; the item's last value is that
+    share of the batch (1 for one process)."""
 
-    def __init__(self, paths: list[str], targets: torch.Tensor, cfg: CamConfig, seed: int) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        targets: torch.Tensor,
+        cfg: CamConfig,
+        seed: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.paths, self.targets, self.cfg, self.seed = paths, targets, cfg, seed
         self.batch = min(cfg.batch_size, len(paths))
         self.per_epoch = max(1, len(paths) // self.batch)
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return self.cfg.iterations
@@ -126,17 +144,20 @@ class StepBatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
         )
         return perm[k * self.batch : (k + 1) * self.batch]
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         idx = self.indices(step)
+        mine = [pos for pos in range(len(idx)) if pos % self.world == self.rank]
         images = []
-        for pos, i in enumerate(idx.tolist()):
+        for pos in mine:
             gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1024 + pos)
             jitter = (self.cfg.scale_jitter[0], self.cfg.scale_jitter[1])
-            image = to_tensor(load_rgb(Path(self.paths[i])))
+            image = to_tensor(load_rgb(Path(self.paths[int(idx[pos])])))
             images.append(
                 augment(image, self.cfg.train_size, jitter, gen, max_rotation=self.cfg.max_rotation)
             )
-        return torch.stack(images), self.targets[idx]
+        size = self.cfg.train_size
+        stacked = torch.stack(images) if images else torch.zeros((0, 3, size, size))
+        return stacked, self.targets[idx[mine]], len(mine) / len(idx)
 
 
 def lr_factor(step: int, cfg: CamConfig) -> float:
@@ -206,62 +227,85 @@ def train_classifier(
     log_path: Path,
     workers: int = 0,
     compute: ComputeConfig | None = None,
+    stop_after: int | None = None,
 ) -> CamClassifier:
     """Train on ``split`` of ``manifest``; checkpoint to ``work`` every ``checkpoint_every`` steps
-    (resuming from it when present) and write the final weights to ``out``."""
+    (resuming from it when present) and write the final weights to ``out``. Under torchrun,
+    every process takes its share of each batch and the gradients are summed. ``stop_after``
+    ends the run after that many steps without writing ``out`` (tests)."""
     torch.manual_seed(seed)
     frame = manifest.split(split)
     classes = list(manifest.classes)
     compute = compute or ComputeConfig(device="cpu")
     device = select_device(compute)
+    ddp = Distributed(device)
+    device = ddp.local_device(device)
     model = build_classifier(cfg, assets, len(classes)).to(device)
     opt = _optimizer(model, cfg)
-    start = 0
-    if work.exists():
-        state = load_checkpoint(work, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        logger.info("resuming classifier training at step %d from %s", start, work)
     data = StepBatches(
-        frame["path"].tolist(), multi_hot(frame["labels"].tolist(), len(classes)), cfg, seed
+        frame["path"].tolist(),
+        multi_hot(frame["labels"].tolist(), len(classes)),
+        cfg,
+        seed,
+        rank=ddp.rank,
+        world=ddp.world,
     )
-    loader = torch.utils.data.DataLoader(
-        data,
-        batch_size=None,
-        sampler=list(range(start, cfg.iterations)),
-        num_workers=workers,
-        persistent_workers=False,
-    )
-    model.train()
-    mode = "a" if start > 0 and log_path.exists() else "w"
-    with log_path.open(mode) as log:
-        if mode == "w":
-            log.write("step\tloss\tlr\tseconds\n")
-        t0 = time.perf_counter()
-        steps = progress(
-            range(start, cfg.iterations), desc="classifier", total=cfg.iterations - start
-        )
-        for step, (images, targets) in zip(steps, loader, strict=True):
-            torch.manual_seed(seed * 1_000_003 + step)  # dropout: the same draw when resumed
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor(step, cfg)
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor, float]] | None = None
+    params = [p for group in opt.param_groups for p in group["params"]]
+
+    def step_fn(step: int) -> StepResult:
+        nonlocal batches
+        if batches is None:  # from the step the loop starts at (a resumed run's checkpoint)
+            loader = torch.utils.data.DataLoader(
+                data,
+                batch_size=None,
+                sampler=list(range(step, cfg.iterations)),
+                num_workers=workers,
+                persistent_workers=False,
+            )
+            batches = iter(loader)
+        images, targets, share = next(batches)
+        torch.manual_seed(seed * 1_000_003 + step)  # dropout: the same draw when resumed
+        opt.zero_grad(set_to_none=True)
+        value = 0.0
+        if len(images):
             images, targets = images.to(device), targets.to(device)
             with autocast(compute, device):
                 logits = model(images)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
-            opt.zero_grad(set_to_none=True)
+            # this process's share of the batch mean: the shares sum to the whole batch's
+            loss = F.binary_cross_entropy_with_logits(logits.float(), targets) * share
             loss.backward()
-            opt.step()
-            log.write(
-                f"{step + 1}\t{loss.item():.6f}\t{opt.param_groups[1]['lr']:.3e}\t{time.perf_counter() - t0:.1f}\n"
-            )
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
-                log.flush()
-                save_checkpoint(work, model, opt, step + 1, cfg, classes)
-                logger.info("step %d/%d loss %.4f", step + 1, cfg.iterations, loss.item())
-    model.eval().cpu()
-    save_checkpoint(out, model, None, cfg.iterations, cfg, classes)
+            value = loss.item()
+        ddp.sum_gradients(params)
+        opt.step()
+        return StepResult(ddp.sum_value(value))
+
+    def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
+        save_checkpoint(
+            path, model, None if opts is None else opts["optimizer"], step, cfg, classes
+        )
+
+    model.train()
+    train_loop(
+        Trainer(
+            name="classifier",
+            model=model,
+            optimizers={"optimizer": opt},
+            lr_factors=lambda step: {"optimizer": lr_factor(step, cfg)},
+            step=step_fn,
+            save=save,
+            load=lambda path, dev: load_checkpoint(path, map_location=dev),
+            logged_lr=lambda: float(opt.param_groups[1]["lr"]),  # the head's
+        ),
+        iterations=cfg.iterations,
+        checkpoint_every=cfg.checkpoint_every,
+        work=work,
+        out=out,
+        log_path=log_path,
+        ddp=ddp,
+        device=device,
+        stop_after=stop_after,
+    )
     return model
 
 

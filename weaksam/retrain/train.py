@@ -18,8 +18,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +35,18 @@ from weaksam.data.images import load_rgb
 from weaksam.data.masks import segmentation_to_mask
 from weaksam.dependencies import declared_dict
 from weaksam.evaluation.cocofiles import xywh_to_xyxy
-from weaksam.logs import progress
 from weaksam.models.backbones import freeze_parameters
 from weaksam.retrain.detector import DropRoIHeads, RoiDropParams, build_detector
 from weaksam.training import (
     Distributed,
+    StepResult,
+    Trainer,
     batch_indices,
     image_seed,
     load_state,
     save_state,
     step_lr_factor,
+    train_loop,
 )
 
 logger = logging.getLogger(__name__)
@@ -246,72 +247,64 @@ def train_detector(
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
     )
-    start = 0
-    if work.exists():
-        state = load_checkpoint(work, map_location=device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        logger.info("resuming detector training at step %d from %s", start, work)
     heads = model.roi_heads
     assert isinstance(heads, DropRoIHeads)
-    end = cfg.iterations if stop_after is None else min(cfg.iterations, start + stop_after)
-    mode = "a" if start > 0 and log_path.exists() else "w"
-    log = log_path.open(mode) if ddp.main else None
-    if log is not None and mode == "w":
-        log.write("step\tloss\tlr\tdropped_rois\tforeground_rois\tseconds\tparts\n")
-    t0 = time.perf_counter()
-    try:
-        for step in progress(range(start, end), desc="detector", total=end - start):
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor(step, cfg)
-            batch = batch_indices(step, len(items), cfg.batch_size, seed)
-            mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
-            opt.zero_grad(set_to_none=True)
-            model.train()
-            heads.iteration = step
-            total, dropped, foreground = 0.0, 0, 0
-            parts: dict[str, float] = {}
-            for chunk in range(0, len(mine), cfg.images_per_forward):
-                group_items = mine[chunk : chunk + cfg.images_per_forward]
-                images, targets = [], []
-                for pos, i in group_items:
-                    gen = torch.Generator().manual_seed(image_seed(seed, step, pos))
-                    flip = cfg.flip and float(torch.rand((), generator=gen)) < 0.5
-                    image, target = sample(items[i], flip=flip)
-                    images.append(image.to(device))
-                    targets.append({k: v.to(device) for k, v in target.items()})
-                torch.manual_seed(image_seed(seed, step, group_items[0][0]))  # scale draw
-                losses = model(images, targets)
-                loss = sum(v.float() for v in losses.values())
-                assert isinstance(loss, torch.Tensor)
-                (loss * (len(group_items) / len(batch))).backward()
-                total += float(loss.detach()) * len(group_items) / len(batch)
-                for k, v in losses.items():
-                    parts[k] = parts.get(k, 0.0) + float(v.detach()) * len(group_items) / len(batch)
-                dropped += heads.last_dropped
-                foreground += heads.last_foreground
-            ddp.sum_gradients([p for g in opt.param_groups for p in g["params"]])
-            opt.step()
-            total = ddp.sum_value(total)
-            if log is not None:
-                text = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
-                log.write(
-                    f"{step + 1}\t{total:.6f}\t{opt.param_groups[0]['lr']:.3e}\t{dropped}\t"
-                    f"{foreground}\t{time.perf_counter() - t0:.1f}\t{text}\n"
-                )
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
-                if ddp.main:
-                    assert log is not None
-                    log.flush()
-                    save_checkpoint(work, model, step + 1, cfg, classes, masks=masks, optimizer=opt)
-                    logger.info("detector step %d/%d loss %.4f", step + 1, cfg.iterations, total)
-                ddp.barrier()
-        if end == cfg.iterations and ddp.main:
-            model.eval()
-            save_checkpoint(out, model.cpu(), cfg.iterations, cfg, classes, masks=masks)
-    finally:
-        if log is not None:
-            log.close()
-        ddp.close()
+
+    def step_fn(step: int) -> StepResult:
+        batch = batch_indices(step, len(items), cfg.batch_size, seed)
+        mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
+        opt.zero_grad(set_to_none=True)
+        model.train()
+        heads.iteration = step
+        total, dropped, foreground = 0.0, 0, 0
+        parts: dict[str, float] = {}
+        for chunk in range(0, len(mine), cfg.images_per_forward):
+            group_items = mine[chunk : chunk + cfg.images_per_forward]
+            images, targets = [], []
+            for pos, i in group_items:
+                gen = torch.Generator().manual_seed(image_seed(seed, step, pos))
+                flip = cfg.flip and float(torch.rand((), generator=gen)) < 0.5
+                image, target = sample(items[i], flip=flip)
+                images.append(image.to(device))
+                targets.append({k: v.to(device) for k, v in target.items()})
+            torch.manual_seed(image_seed(seed, step, group_items[0][0]))  # scale draw
+            losses = model(images, targets)
+            loss = sum(v.float() for v in losses.values())
+            assert isinstance(loss, torch.Tensor)
+            (loss * (len(group_items) / len(batch))).backward()
+            total += float(loss.detach()) * len(group_items) / len(batch)
+            for k, v in losses.items():
+                parts[k] = parts.get(k, 0.0) + float(v.detach()) * len(group_items) / len(batch)
+            dropped += heads.last_dropped
+            foreground += heads.last_foreground
+        ddp.sum_gradients([p for g in opt.param_groups for p in g["params"]])
+        opt.step()
+        return StepResult(ddp.sum_value(total), columns=(dropped, foreground), parts=parts)
+
+    def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
+        optimizer = None if opts is None else opts["optimizer"]
+        save_checkpoint(path, model, step, cfg, classes, masks=masks, optimizer=optimizer)
+
+    train_loop(
+        Trainer(
+            name="detector",
+            model=model,
+            optimizers={"optimizer": opt},
+            lr_factors=lambda step: {"optimizer": lr_factor(step, cfg)},
+            step=step_fn,
+            save=save,
+            load=lambda path, dev: load_checkpoint(path, map_location=dev),
+            logged_lr=lambda: float(opt.param_groups[0]["lr"]),
+            columns=("dropped_rois", "foreground_rois"),
+            parts=True,
+        ),
+        iterations=cfg.iterations,
+        checkpoint_every=cfg.checkpoint_every,
+        work=work,
+        out=out,
+        log_path=log_path,
+        ddp=ddp,
+        device=device,
+        stop_after=stop_after,
+    )
     return model

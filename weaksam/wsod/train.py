@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from torch import nn
 from weaksam.compute import autocast, select_device
 from weaksam.config import AssetsConfig, ComputeConfig, WsodConfig
 from weaksam.dependencies import declared_dict
-from weaksam.logs import progress
 from weaksam.models.backbones import (
     build_backbone,
     freeze_batchnorm,
@@ -40,11 +39,14 @@ from weaksam.models.backbones import (
 )
 from weaksam.training import (
     Distributed,
+    StepResult,
+    Trainer,
     batch_indices,
     image_seed,
     load_state,
     save_state,
     step_lr_factor,
+    train_loop,
 )
 from weaksam.wsod.data import ProposalSource, training_image
 from weaksam.wsod.losses import image_loss
@@ -170,7 +172,7 @@ def save_checkpoint(
     cfg: WsodConfig,
     classes: list[str],
     *,
-    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
     proposals: str = "",
 ) -> None:
     state: dict[str, Any] = {
@@ -183,8 +185,8 @@ def save_checkpoint(
         "classes": list(classes),
         "proposals": proposals,
     }
-    for name, opt in (optimizers or {}).items():
-        state[f"optimizer_{name}"] = opt.state_dict()
+    for key, opt in (optimizers or {}).items():  # "optimizer_detector", "optimizer_dropblock"
+        state[key] = opt.state_dict()
     save_state(path, state)
 
 
@@ -270,75 +272,56 @@ def train_wsod(
     model = build_wsod_net(cfg, assets, len(classes), head, pretrained=pretrained).to(device)
     detector = model.detector_parameters()
     opt = torch.optim.Adam(param_groups(detector, lr=cfg.lr, cfg=cfg, head=head))
-    optimizers: dict[str, torch.optim.Optimizer] = {"detector": opt}
+    optimizers: dict[str, torch.optim.Optimizer] = {"optimizer_detector": opt}
+    opt_cdb: torch.optim.Optimizer | None = None
     if model.dropblock is not None:
         named = [(n, p) for n, p in model.dropblock.named_parameters()]
         opt_cdb = torch.optim.Adam(param_groups(named, lr=cfg.dropblock.lr, cfg=cfg, head=head))
-        optimizers["dropblock"] = opt_cdb
-    start = 0
-    if work.exists():
-        state = load_checkpoint(work, map_location=device)
-        model.load_state_dict(state["model"])
-        for name, o in optimizers.items():
-            o.load_state_dict(state[f"optimizer_{name}"])
-        start = int(state["step"])
-        logger.info("resuming %s training at step %d from %s", head, start, work)
+        optimizers["optimizer_dropblock"] = opt_cdb
     rows = list(frame.itertuples(index=False))
     run = _Run(rows, proposals, len(classes), cfg, head, seed, compute)
-    end = cfg.iterations if stop_after is None else min(cfg.iterations, start + stop_after)
-    mode = "a" if start > 0 and log_path.exists() else "w"
-    log = log_path.open(mode) if ddp.main else None
-    if log is not None and mode == "w":
-        log.write("step\tloss\tlr\tseconds\tparts\n")
-    t0 = time.perf_counter()
-    try:
-        for step in progress(range(start, end), desc=f"wsod {head}", total=end - start):
-            factors = {
-                "detector": lr_factor(step, cfg),
-                "dropblock": dropblock_lr_factor(step, cfg),
-            }
-            for name, o in optimizers.items():
-                for group in o.param_groups:
-                    group["lr"] = group["base_lr"] * factors[name]
-            batch = batch_indices(step, len(rows), cfg.batch_size, seed)
-            mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
-            opt.zero_grad(set_to_none=True)
-            loss_sum, parts = _accumulate(model, run, step, mine, len(batch), 1.0)
-            loss_sum = ddp.sum_value(loss_sum)
-            _step(opt, ddp, [p for _, p in detector])
-            if model.dropblock is not None:
-                # The generator's turn: a fresh forward, ascending the detector's loss.
-                opt_cdb.zero_grad(set_to_none=True)
-                _accumulate(model, run, step, mine, len(batch), -cfg.dropblock.adversarial_weight)
-                _step(opt_cdb, ddp, list(model.dropblock.parameters()))
-            if log is not None:
-                part_text = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
-                log.write(
-                    f"{step + 1}\t{loss_sum:.6f}\t{opt.param_groups[0]['lr']:.3e}\t"
-                    f"{time.perf_counter() - t0:.1f}\t{part_text}\n"
-                )
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.iterations:
-                if ddp.main:
-                    assert log is not None
-                    log.flush()
-                    save_checkpoint(
-                        work,
-                        model,
-                        step + 1,
-                        cfg,
-                        classes,
-                        optimizers=optimizers,
-                        proposals=str(proposals.path),
-                    )
-                    logger.info("%s step %d/%d loss %.4f", head, step + 1, cfg.iterations, loss_sum)
-                ddp.barrier()
-        if end == cfg.iterations and ddp.main:
-            model.eval()
-            save_checkpoint(
-                out, model.cpu(), cfg.iterations, cfg, classes, proposals=str(proposals.path)
-            )
-    finally:
-        if log is not None:
-            log.close()
-        ddp.close()
+
+    def step_fn(step: int) -> StepResult:
+        batch = batch_indices(step, len(rows), cfg.batch_size, seed)
+        mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
+        opt.zero_grad(set_to_none=True)
+        loss_sum, parts = _accumulate(model, run, step, mine, len(batch), 1.0)
+        loss_sum = ddp.sum_value(loss_sum)
+        _step(opt, ddp, [p for _, p in detector])
+        if opt_cdb is not None and model.dropblock is not None:
+            # The generator's turn: a fresh forward, ascending the detector's loss.
+            opt_cdb.zero_grad(set_to_none=True)
+            _accumulate(model, run, step, mine, len(batch), -cfg.dropblock.adversarial_weight)
+            _step(opt_cdb, ddp, list(model.dropblock.parameters()))
+        return StepResult(loss_sum, parts=parts)
+
+    def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
+        save_checkpoint(
+            path, model, step, cfg, classes, optimizers=opts, proposals=str(proposals.path)
+        )
+
+    train_loop(
+        Trainer(
+            name=f"wsod {head}",
+            model=model,
+            optimizers=optimizers,
+            lr_factors=lambda step: {
+                "optimizer_detector": lr_factor(step, cfg),
+                "optimizer_dropblock": dropblock_lr_factor(step, cfg),
+            },
+            step=step_fn,
+            save=save,
+            load=lambda path, dev: load_checkpoint(path, map_location=dev),
+            logged_lr=lambda: float(opt.param_groups[0]["lr"]),
+            parts=True,
+        ),
+        iterations=cfg.iterations,
+        checkpoint_every=cfg.checkpoint_every,
+        work=work,
+        out=out,
+        log_path=log_path,
+        ddp=ddp,
+        device=device,
+        stop_after=stop_after,
+    )
     return model
