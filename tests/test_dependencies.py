@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,14 @@ def test_a_rule_reading_an_undeclared_key_fails_naming_it() -> None:
     ):
         with pytest.raises(deps.UndeclaredKeyError):
             use()
+    # a data loader's worker processes get the config by pickle: still refused on use there
+    worker = pickle.loads(pickle.dumps(cfg.wsod))
+    assert worker.test_scales == cfg.wsod.test_scales
+    with pytest.raises(deps.UndeclaredKeyError, match=r"wsod\.lr"):
+        _ = worker.lr + 1
+    # e.g. the classifier's batches (train_classifier does not read cam.scales)
+    cam = deps.restrict(demo(), "train_classifier").cam
+    assert pickle.loads(pickle.dumps(cam)).train_size == cam.train_size
     # what a checkpoint records: the declared keys only
     recorded = deps.declared_dict(deps.restrict(demo(), "wsod_train", {"head": "mist"}).wsod)
     assert "test_scales" in recorded and "lr" in recorded and recorded["oicr"] == {}

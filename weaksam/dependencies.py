@@ -132,7 +132,13 @@ class Undeclared:
     __getitem__ = __int__ = __float__ = __index__ = __neg__ = __abs__ = _fail
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _fail
     __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __pow__ = _fail
-    __reduce__ = __reduce_ex__ = __deepcopy__ = __copy__ = __call__ = _fail
+    # a copy of a section (asdict) is a use; a pickle is not (a data loader's worker processes
+    # get the job's config this way), and what it unpickles to raises on use again
+    __deepcopy__ = __copy__ = __call__ = _fail
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        key = object.__getattribute__(self, "_key")
+        return (Undeclared, (key, object.__getattribute__(self, "_rule")))
 
 
 def _is_section(tp: Any) -> bool:
