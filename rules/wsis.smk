@@ -54,10 +54,10 @@ rule wsis_quality:
         f"{RESULTS}/wsis/{{head}}/quality.json",
     log:
         f"{RESULTS}/logs/wsis_quality_{{head}}.log",
-    params:
-        content=contents(MANIFEST, PSEUDO_MASKS, TRAIN_GT),
     conda:
         ENV
+    params:
+        content=contents(MANIFEST, PSEUDO_MASKS, TRAIN_GT),
     script:
         "../workflow/scripts/wsis_quality.py"
 
