@@ -233,37 +233,51 @@ def pgt_outputs():
 
 
 def retrain_outputs():
-    """Retrained detectors (and the no-RoI-drop ablation when asked) with test metrics."""
-    variants = [f"{head}" for head in CFG.retrain.heads]
-    if CFG.retrain.compare_without_roi_drop:
-        variants += [f"{head}/no_roi_drop" for head in CFG.retrain.heads]
+    """Retrained detectors (and the no-RoI-drop ablation when asked) with test metrics: Faster
+    R-CNN under detector/, the DINO-style DETR under dino/ (retrain.detector)."""
+    variants = []
+    if "faster_rcnn" in CFG.retrain.detector:
+        variants += [f"detector/{head}" for head in CFG.retrain.heads]
+        if CFG.retrain.compare_without_roi_drop:
+            variants += [f"detector/{head}/no_roi_drop" for head in CFG.retrain.heads]
+    if "dino" in CFG.retrain.detector:
+        variants += [f"dino/{head}" for head in CFG.retrain.heads]
     files = []
     for v in variants:
         files += [
-            f"{RESULTS}/detector/{v}/model.pt",
-            f"{RESULTS}/detector/{v}/detections_{TEST_SPLIT}.json",
-            f"{RESULTS}/detector/{v}/model_card.md",
+            f"{RESULTS}/{v}/model.pt",
+            f"{RESULTS}/{v}/detections_{TEST_SPLIT}.json",
         ]
+        if v.startswith("detector/"):
+            files.append(f"{RESULTS}/{v}/model_card.md")
         if CFG.dataset.has_ground_truth:
-            files.append(f"{RESULTS}/detector/{v}/metrics_{TEST_SPLIT}.json")
+            files.append(f"{RESULTS}/{v}/metrics_{TEST_SPLIT}.json")
     return files
 
 
 def wsis_outputs():
-    """Pseudo masks, their quality, Mask R-CNN and its mask AP on the test split."""
+    """Pseudo masks, their quality, and the instance segmenters trained on them (Mask R-CNN
+    under maskrcnn/, Mask2Former under mask2former/: wsis.segmenter) with mask AP on the test
+    split."""
+    models = []
+    if "mask_rcnn" in CFG.wsis.segmenter:
+        models.append("maskrcnn")
+    if "mask2former" in CFG.wsis.segmenter:
+        models.append("mask2former")
     files = []
     for head in CFG.wsis.heads:
-        files += [
-            f"{RESULTS}/wsis/{head}/masks.json",
-            f"{RESULTS}/maskrcnn/{head}/model.pt",
-            f"{RESULTS}/maskrcnn/{head}/detections_{TEST_SPLIT}.json",
-            f"{RESULTS}/maskrcnn/{head}/model_card.md",
-        ]
+        files.append(f"{RESULTS}/wsis/{head}/masks.json")
         if CFG.dataset.has_ground_truth:
+            files.append(f"{RESULTS}/wsis/{head}/quality.json")
+        for model in models:
             files += [
-                f"{RESULTS}/wsis/{head}/quality.json",
-                f"{RESULTS}/maskrcnn/{head}/metrics_{TEST_SPLIT}.json",
+                f"{RESULTS}/{model}/{head}/model.pt",
+                f"{RESULTS}/{model}/{head}/detections_{TEST_SPLIT}.json",
             ]
+            if model == "maskrcnn":
+                files.append(f"{RESULTS}/{model}/{head}/model_card.md")
+            if CFG.dataset.has_ground_truth:
+                files.append(f"{RESULTS}/{model}/{head}/metrics_{TEST_SPLIT}.json")
     return files
 
 
@@ -274,8 +288,9 @@ def report_stages():
         stages["pgt"] = CFG.wsod.heads[0]
     if CFG.wsis.heads:
         stages["masks"] = CFG.wsis.heads[0]
-        stages["instances"] = CFG.wsis.heads[0]
-    if CFG.retrain.heads:
+        if "mask_rcnn" in CFG.wsis.segmenter:
+            stages["instances"] = CFG.wsis.heads[0]
+    if CFG.retrain.heads and "faster_rcnn" in CFG.retrain.detector:
         stages["detections"] = CFG.retrain.heads[0]
     return stages
 

@@ -274,10 +274,82 @@ class DetectorSizesConfig:
 
 
 @dataclass(frozen=True)
+class TransformerTrainConfig:
+    """What the transformer retrainers share: AdamW with a backbone rate multiplier, gradient
+    clipping, step decay, ``batch_size`` images per step in forwards of ``images_per_forward``."""
+
+    backbone: Literal["resnet50", "efficientnet_lite0"] = "resnet50"
+    iterations: int = 13155
+    batch_size: int = 16
+    images_per_forward: int = 2
+    lr: float = 9e-5
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    grad_clip: float = 0.1  # max norm of all gradients together; 0: none
+    warmup_iterations: int = 0
+    warmup_factor: float = 0.001
+    lr_steps: tuple[int, ...] = (7517, 9396, 11276)
+    gamma: float = 0.1
+    flip: bool = True
+    hidden_dim: int = 256
+    ffn_dim: int = 2048
+    encoder_layers: int = 1
+    decoder_layers: int = 6
+    num_queries: int = 900
+    test_size: int = 800
+    test_max_size: int = 1333
+    score_thresh: float = 0.0
+    max_per_image: int = 300
+    checkpoint_every: int = 500
+
+
+@dataclass(frozen=True)
+class DinoConfig(TransformerTrainConfig):
+    """The DINO-style DETR (METHOD.md 10.3, VOC07: 14 epochs of the x3 trainval set at batch 16,
+    x0.1 at epochs 8, 10 and 12)."""
+
+    train_sizes: tuple[int, ...] = tuple(range(480, 801, 32))
+    max_size: int = 1333
+    num_levels: int = 4
+    pos_temperature: int = 20
+    num_denoising: int = 100
+    label_noise: float = 0.5
+    box_noise: float = 1.0
+    tta_sizes: tuple[int, ...] = ()
+    tta_flip: bool = True
+    tta_max_size: int | None = None
+    nms: float = 0.6  # pooling the TTA passes
+
+
+@dataclass(frozen=True)
+class Mask2FormerConfig(TransformerTrainConfig):
+    """Mask2Former (METHOD.md 11, VOC12: 33,069 iterations at batch 16, about 50 epochs)."""
+
+    iterations: int = 33069
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    grad_clip: float = 0.01
+    lr_steps: tuple[int, ...] = (29395, 31844)
+    encoder_layers: int = 6
+    decoder_layers: int = 10
+    num_queries: int = 100
+    max_per_image: int = 100
+    crop_size: int = 1024  # large-scale jitter: resize by a factor of crop_size, crop, pad
+    scale_range: tuple[float, float] = (0.1, 2.0)
+    train_num_points: int = 12544
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+
+
+@dataclass(frozen=True)
 class RetrainConfig:
     """Faster R-CNN retrained on the pseudo ground truth (METHOD.md section 10.1, VOC07)."""
 
     heads: tuple[str, ...] = ("mist",)
+    # which detectors to retrain: faster_rcnn, dino, or both (a name or a list in the YAML)
+    detector: tuple[str, ...] = ("faster_rcnn",)
     backbone: Literal["r50_fpn", "efficientnet_lite0"] = "r50_fpn"
     iterations: int = 9000
     batch_size: int = 16
@@ -307,6 +379,7 @@ class RetrainConfig:
     compare_without_roi_drop: bool = False
     roi_drop: RoiDropConfig = field(default_factory=RoiDropConfig)
     sizes: DetectorSizesConfig = field(default_factory=DetectorSizesConfig)
+    dino: DinoConfig = field(default_factory=DinoConfig)
 
 
 @dataclass(frozen=True)
@@ -315,9 +388,12 @@ class WsisConfig:
     R-CNN takes its backbone and schedule from the ``retrain`` section."""
 
     heads: tuple[str, ...] = ("mist",)
+    # which instance segmenters to train: mask_rcnn, mask2former, or both
+    segmenter: tuple[str, ...] = ("mask_rcnn",)
     largest_component: bool = False
     clip_to_box: bool = False
     roi_drop: bool = False
+    mask2former: Mask2FormerConfig = field(default_factory=Mask2FormerConfig)
 
 
 @dataclass(frozen=True)
@@ -401,8 +477,12 @@ def _convert(tp: Any, value: Any) -> Any:
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return _convert(inner[0], value)
     if origin is tuple:
-        (item_tp, _ellipsis) = typing.get_args(tp)
-        return tuple(_convert(item_tp, v) for v in value)
+        args = typing.get_args(tp)
+        if isinstance(value, str):  # a one-name list may be written as the name
+            value = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
     if tp is float and isinstance(value, int):
         return float(value)
     return value
@@ -464,6 +544,16 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
     _check_schedule(
         "retrain", cfg.retrain.iterations, cfg.retrain.warmup_iterations, cfg.retrain.lr_steps
     )
+    for name, section in (
+        ("retrain.dino", cfg.retrain.dino),
+        ("wsis.mask2former", cfg.wsis.mask2former),
+    ):
+        _check_schedule(name, section.iterations, section.warmup_iterations, section.lr_steps)
+    low, high = cfg.wsis.mask2former.scale_range
+    if not 0 < low <= high:
+        raise ConfigError(
+            "config key 'wsis.mask2former.scale_range': [low, high] with 0 < low <= high"
+        )
     return cfg
 
 

@@ -45,6 +45,7 @@ STAGE_PACKAGES = (
     "weaksam.pgt",
     "weaksam.retrain",
     "weaksam.wsis",
+    "weaksam.detr",
     "weaksam.evaluation",
 )
 
@@ -58,7 +59,9 @@ STRUCTURE_KEYS: tuple[str, ...] = (
     "proposals.selective_search",
     "retrain.heads",
     "retrain.compare_without_roi_drop",
+    "retrain.detector",
     "wsis.heads",
+    "wsis.segmenter",
     "evaluation.stage_bounds",
     "predict.images",
     "predict.models",
@@ -78,6 +81,8 @@ PERFORMANCE_KEYS: tuple[str, ...] = (
     "cam.checkpoint_every",
     "wsod.checkpoint_every",
     "retrain.checkpoint_every",
+    "retrain.dino.checkpoint_every",
+    "wsis.mask2former.checkpoint_every",
 )
 
 

@@ -202,6 +202,11 @@ TABLES = (
         "trained on the pseudo ground truth; no_roi_drop is the ablation",
     ),
     (
+        "DINO-style DETR",
+        lambda r: detection_table(r, "dino"),
+        "trained on the pseudo ground truth (retrain.detector: dino), beside Faster R-CNN",
+    ),
+    (
         "SAM pseudo masks",
         masks_table,
         "mean IoU of the box-prompted SAM masks against the "
@@ -211,6 +216,11 @@ TABLES = (
         "Mask R-CNN",
         lambda r: detection_table(r, "maskrcnn"),
         "trained on the SAM pseudo masks; box and mask AP through pycocotools",
+    ),
+    (
+        "Mask2Former",
+        lambda r: detection_table(r, "mask2former"),
+        "trained on the SAM pseudo masks (wsis.segmenter: mask2former), beside Mask R-CNN",
     ),
 )
 

@@ -129,6 +129,8 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 CHECKPOINT_KINDS = {
     "detector": "a retrained Faster R-CNN / Mask R-CNN (detector/{head}/model.pt, "
     "maskrcnn/{head}/model.pt)",
+    "dino": "a retrained DINO-style DETR (dino/{head}/model.pt)",
+    "mask2former": "a retrained Mask2Former (mask2former/{head}/model.pt)",
     "wsod": "a WSOD head (wsod/{head}/model.pt), which scores proposals: it needs a proposal "
     "store, not images alone",
     "cam_classifier": "the CAM classifier (cam/classifier.pt), which gives image labels and "
