@@ -121,9 +121,15 @@ def test_batched_prediction_keeps_the_images_apart(
         top_a = sorted((x["score"] for x in a), reverse=True)[:5]
         top_b = sorted((x["score"] for x in b), reverse=True)[:5]
         assert np.allclose(top_a, top_b, atol=1e-4)
-        best_a, best_b = max(a, key=lambda x: x["score"]), max(b, key=lambda x: x["score"])
-        assert best_a["category_id"] == best_b["category_id"]
-        assert np.allclose(best_a["bbox"], best_b["bbox"], atol=1e-2)
+        # the batched run's best detections are the single run's: same class and box at a
+        # score within rounding (two near-equal best scores may come in either order)
+        for best in sorted(b, key=lambda x: -x["score"])[:3]:
+            assert any(
+                x["category_id"] == best["category_id"]
+                and abs(x["score"] - best["score"]) < 1e-4
+                and np.allclose(x["bbox"], best["bbox"], atol=1e-2)
+                for x in a
+            ), best
 
 
 def test_load_detector_gives_a_plain_torchvision_model(trained: tuple[Path, Path, Path]) -> None:

@@ -168,11 +168,21 @@ def test_torchrun_two_gloo_processes_match_one(tiny_manifest: Path, tmp_path: Pa
         log_path=tmp_path / "single.tsv",
     )
     ddp = torch.load(out, weights_only=True)["model"]
-    # AdamW normalises each update to about lr (1e-3): the summation order of gloo against one
-    # process moves a weight by ~1e-6 at most; a wrong share or gradient sum by ~1e-3
+    # AdamW normalises each update to about lr (1e-3), so the summation order of gloo against
+    # one process moves most weights by ~1e-6, but flips the sign of the first update of a
+    # weight whose gradient is ~0 (how many depends on the CPU's kernels: up to 0.1 % of a
+    # tensor, by ~1e-4, on an AVX-512 machine); a wrong share or gradient sum moves most weights
     for name, p in single.state_dict().items():
-        torch.testing.assert_close(p, ddp[name], rtol=1e-4, atol=1e-5, msg=name)
+        if not p.is_floating_point():
+            assert torch.equal(p, ddp[name]), name
+            continue
+        off = ((p - ddp[name]).abs() > 1e-5 + 1e-4 * ddp[name].abs()).float().mean().item()
+        assert off <= 0.005, f"{name}: {off:.2%} of the weights differ"
+        torch.testing.assert_close(p, ddp[name], rtol=1e-4, atol=1e-3, msg=name)
     losses = [line.split("\t")[1] for line in (tmp_path / "single.tsv").read_text().splitlines()]
     ddp_losses = [line.split("\t")[1] for line in Path(f"{out}.tsv").read_text().splitlines()]
     assert losses[0] == ddp_losses[0] == "loss" and len(losses) == 5
-    assert [float(a) for a in losses[1:]] == pytest.approx([float(b) for b in ddp_losses[1:]])
+    # the losses as logged (6 decimals), the later ones after those few flipped updates
+    assert [float(a) for a in losses[1:]] == pytest.approx(
+        [float(b) for b in ddp_losses[1:]], rel=1e-4
+    )

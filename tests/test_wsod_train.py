@@ -336,8 +336,11 @@ def test_run_stage_under_torchrun_matches_one_process(tiny: Path, tmp_path: Path
         models[n] = _weights(work / "model.pt")
     assert (tmp_path / "p2" / "train.log.rank1").exists()
     assert not list((tmp_path / "p2").glob("*.launch.json"))
+    # the same training up to the summation order of the gradients (gloo's sum of two halves
+    # against one accumulation), whose rounding depends on the CPU's kernels: ~1e-5 on an
+    # AVX-512 machine, where a wrong share or sum differs by the size of an update
     for k in models[1]:
-        torch.testing.assert_close(models[1][k], models[2][k], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(models[1][k], models[2][k], rtol=1e-4, atol=1e-4)
 
 
 def test_run_stage_rejects_a_bad_target_before_starting_processes(tmp_path: Path) -> None:
