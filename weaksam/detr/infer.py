@@ -97,6 +97,8 @@ def detect_mask2former(
     masks = dets["masks"][:, :, :h, :w]
     if len(masks):
         masks = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
+    else:
+        masks = masks.new_zeros((0, 1, height, width))
     out_dets = {
         "boxes": _to_image(dets["boxes"], scale, height, width),
         "scores": dets["scores"],
