@@ -62,6 +62,8 @@ FIRST_RERUN: dict[str, set[str]] = {
         "retrain_metrics",
         "oracle_retrain_metrics",
         "maskrcnn_metrics",
+        "dino_metrics",
+        "mask2former_metrics",
         "pgt_quality",
         "oracle_pgt",
     },
@@ -70,11 +72,28 @@ FIRST_RERUN: dict[str, set[str]] = {
     "prompts.top_k": {"prompts"},
     "wsod.lr": {"wsod_train", "wsod_train_selective_search", "oracle_wsod_train"},
     "pgt.t_keep": {"pgt", "pgt_quality", "oracle_pgt"},
+    "retrain.dino.lr": {"dino_train"},
+    "retrain.dino.tta_sizes": {"dino_detect"},  # recorded in model.pt, not a training trigger
+    "wsis.mask2former.crop_size": {"mask2former_train"},
+    "wsis.mask2former.test_size": {"mask2former_detect"},
+    "assets.resnet50": {
+        "retrain_train",
+        "retrain_train_no_roi_drop",
+        "oracle_detector_train",
+        "maskrcnn_train",
+        "oracle_maskrcnn_train",
+        "dino_train",
+        "mask2former_train",
+        "train_classifier",  # cam.backbone may be resnet50
+        "cam_shard",
+    },
 }
 NOTHING = [
     "cam.checkpoint_every",
     "wsod.checkpoint_every",
     "retrain.checkpoint_every",
+    "retrain.dino.checkpoint_every",
+    "wsis.mask2former.checkpoint_every",
     "compute.workers",
     "compute.device",
     "compute.shards",

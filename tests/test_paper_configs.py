@@ -88,6 +88,9 @@ def test_paper_config_dry_runs_on_a_fake_tree(
     assert jobs["retrain_train"] == len(cfg.retrain.heads)
     assert jobs["maskrcnn_train"] == len(cfg.wsis.heads)
     assert jobs["wsis_masks_shard"] == shards * len(cfg.wsis.heads)
+    # the transformer retrainers beside the R-CNNs (the paper's best rows)
+    assert jobs["dino_train"] == jobs["dino_detect"] == len(cfg.retrain.heads)
+    assert jobs["mask2former_train"] == jobs["mask2former_detect"] == len(cfg.wsis.heads)
 
 
 def test_paper_config_without_weights_fails_naming_the_file(tmp_path: Path) -> None:
@@ -137,3 +140,45 @@ def test_paper_configs_inherit_nothing_from_the_cpu_demo(name: str) -> None:
     assert paper.cam.max_rotation == 0 and paper.cam.backbone_lr_mult > 0
     assert paper.wsod.backbone_lr_mult == 1.0 and paper.retrain.backbone_lr_mult == 1.0
     assert paper.retrain.sizes.rois_per_image == 512
+    # nested sections too: every key of the transformer retrainers is the paper config's own
+    for section, sub in (("retrain", "dino"), ("wsis", "mask2former")):
+        given = (own.get(section) or {}).get(sub) or {}
+        fields = [f.name for f in dataclasses.fields(getattr(getattr(paper, section), sub))]
+        assert sorted(given) == sorted(fields), f"{section}.{sub}"
+
+
+def test_paper_transformer_settings_are_method_md() -> None:
+    """METHOD.md 10.3 and 11, worked out: VOC07 DINO is 14 epochs of the x3 trainval set
+    (3 x 5,011 = 15,033 images, 940 steps of 16), x0.1 at epochs 8, 10, 12; COCO DINO 12
+    epochs of train2014 (82,783 images, 5,174 steps of 16), x0.1 at 8 and 11; Mask2Former
+    VOC12 33,069 steps (x0.1 at 29,395 and 31,844), COCO 368,750 (327,778 and 355,092)."""
+    import math
+
+    from weaksam.config import load_config_files
+
+    def paper(name: str):  # type: ignore[no-untyped-def]
+        return load_config_files(
+            [REPO / "config" / "config.yaml", REPO / "config" / f"{name}.yaml"]
+        )
+
+    voc, coco = paper("voc07"), paper("coco14")
+    per_epoch = math.ceil(3 * 5011 / 16)
+    assert per_epoch == 940
+    d = voc.retrain.dino
+    assert d.iterations == 14 * per_epoch and d.lr_steps == (8 * 940, 10 * 940, 12 * 940)
+    assert (d.lr, d.weight_decay, d.grad_clip, d.backbone_lr_mult) == (9e-5, 1e-4, 0.1, 0.1)
+    assert (d.num_queries, d.num_denoising, d.label_noise, d.box_noise) == (900, 100, 0.5, 1.0)
+    assert d.train_sizes == tuple(range(480, 801, 32)) and d.max_size == 1333
+    assert d.tta_sizes == (488, 576, 688, 864, 1200) and d.tta_max_size == 2000
+    assert (d.nms, d.max_per_image, d.num_levels, d.batch_size) == (0.6, 300, 4, 16)
+    c = coco.retrain.dino
+    assert math.ceil(82783 / 16) == 5174
+    assert c.iterations == 12 * 5174 and c.lr_steps == (8 * 5174, 11 * 5174)
+    assert (c.lr, c.train_sizes, c.tta_sizes) == (1e-4, (800,), ())
+    for cfg, its, steps in ((voc, 33069, (29395, 31844)), (coco, 368750, (327778, 355092))):
+        m = cfg.wsis.mask2former
+        assert (m.iterations, m.lr_steps, m.batch_size) == (its, steps, 16)
+        assert (m.lr, m.weight_decay, m.grad_clip, m.backbone_lr_mult) == (1e-4, 0.05, 0.01, 0.1)
+        assert (m.crop_size, m.scale_range, m.num_queries) == (1024, (0.1, 2.0), 100)
+        assert (m.class_weight, m.mask_weight, m.dice_weight, m.no_object_weight) == (2, 5, 5, 0.1)
+        assert (m.encoder_layers, m.decoder_layers, m.train_num_points) == (6, 10, 12544)
