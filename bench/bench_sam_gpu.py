@@ -14,6 +14,9 @@ them).
   seconds per image and iterations per second at the paper's batch of 8, fp32 and bf16.
 - **Faster R-CNN training** (R50-FPN, RoI drop heads, shorter side 800): seconds per image and
   iterations per second at the paper's batch of 16, fp32 and bf16.
+- **DINO-style DETR and Mask2Former training** (``weaksam.detr``, the paper config's settings:
+  ResNet-50, 900 queries with 100 denoising queries at shorter side 800; 100 queries on
+  1024 x 1024 large-scale-jitter crops): the same figures, fp32 and bf16.
 
 ``--tiny`` runs the same code on a tiny SAM (2 blocks), small images and the embedded networks, on
 whatever device there is: the test suite runs it on the CPU so that the script cannot rot.
@@ -326,18 +329,81 @@ def bench_detector(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     return out | train_rates(step, device, sizes.train_steps, len(images), rcfg.batch_size)
 
 
+def bench_transformer(kind: str, sizes: Sizes, device: torch.device) -> dict[str, Any]:
+    """A training step of the DINO-style DETR (PGT boxes) or Mask2Former (pseudo masks) with the
+    config's settings: DINO on ``detector_size`` x 4/3 images, Mask2Former on square crops of
+    its ``crop_size`` (``detector_size`` in the tiny run)."""
+    from weaksam.config import AssetsConfig, load_config_files
+    from weaksam.detr.train import Example, build_model, dino_labels, mask_labels, pad_batch
+
+    files = [REPO / "config" / "config.yaml", REPO / sizes.detector_config]
+    cfg = load_config_files(sorted(set(files), key=files.index))
+    section = cfg.retrain.dino if kind == "dino" else cfg.wsis.mask2former
+    torch.manual_seed(0)
+    model = build_model(kind, section, 20, AssetsConfig(), pretrained=False)  # type: ignore[arg-type]
+    model = model.to(device).train()
+    s = sizes.detector_size
+    if kind == "dino":
+        h, w = s, int(s * 4 / 3)
+    else:
+        side = getattr(section, "crop_size", s) if sizes is PAPER else s
+        h = w = side
+    n = section.images_per_forward
+    masks = torch.zeros(2, h, w, dtype=torch.bool)
+    masks[0, h // 5 : h * 7 // 10, w // 5 : w * 3 // 5] = True
+    masks[1, h // 2 : h * 9 // 10, w // 2 : w * 9 // 10] = True
+    boxes = torch.tensor(
+        [[w * 0.2, h * 0.2, w * 0.6, h * 0.7], [w * 0.5, h * 0.5, w * 0.9, h * 0.9]]
+    )
+    examples = [
+        Example(torch.rand(3, h, w), boxes, torch.tensor([3, 7]), masks if kind != "dino" else None)
+        for _ in range(n)
+    ]
+    pixels, canvas = pad_batch([e.image for e in examples])
+    pixels = pixels.to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    out: dict[str, Any] = {
+        "backbone": section.backbone,
+        "image_hw": [h, w],
+        "queries": section.num_queries,
+        "images_per_forward": n,
+        "batch_size": section.batch_size,
+    }
+
+    def step(bf16: bool) -> None:
+        opt.zero_grad()
+        with _autocast(device, bf16):
+            if kind == "dino":
+                loss = model(pixel_values=pixels, labels=dino_labels(examples, canvas, device)).loss
+            else:
+                m, labels = mask_labels(examples, canvas, device)
+                loss = model(pixel_values=pixels, mask_labels=m, class_labels=labels).loss
+        loss.float().backward()
+        opt.step()
+
+    return out | train_rates(step, device, sizes.train_steps, n, section.batch_size)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU smoke run)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, help="default: bench/results/gpu.json on a GPU")
-    ap.add_argument("--only", choices=["sam", "wsod", "detector"], action="append")
+    ap.add_argument(
+        "--only", choices=["sam", "wsod", "detector", "dino", "mask2former"], action="append"
+    )
     args = ap.parse_args(argv)
     sizes = TINY if args.tiny else PAPER
     device = torch.device(args.device)
-    parts = args.only or ["sam", "wsod", "detector"]
+    parts = args.only or ["sam", "wsod", "detector", "dino", "mask2former"]
     result: dict[str, Any] = {"sizes": "tiny" if args.tiny else "paper", "device": str(device)}
-    benches = {"sam": bench_sam, "wsod": bench_wsod, "detector": bench_detector}
+    benches = {
+        "sam": bench_sam,
+        "wsod": bench_wsod,
+        "detector": bench_detector,
+        "dino": partial(bench_transformer, "dino"),
+        "mask2former": partial(bench_transformer, "mask2former"),
+    }
     for part in parts:
         t = time.perf_counter()
         result[part] = benches[part](sizes, device)

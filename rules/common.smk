@@ -377,7 +377,12 @@ def predict_outputs():
     """Detections (and drawings) of every chosen model on `predict.images`."""
     if CFG.predict.images is None:
         return []
-    heads = {"detector": CFG.retrain.heads, "maskrcnn": CFG.wsis.heads}
+    heads = {
+        "detector": CFG.retrain.heads,
+        "maskrcnn": CFG.wsis.heads,
+        "dino": CFG.retrain.heads,
+        "mask2former": CFG.wsis.heads,
+    }
     return [
         f"{RESULTS}/predict/{model}/{head}/detections.json"
         for model in CFG.predict.models

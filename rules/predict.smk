@@ -10,6 +10,8 @@ rule predict:
         drawn=directory(f"{RESULTS}/predict/{{model}}/{{head}}/drawn"),
     log:
         f"{RESULTS}/logs/predict/{{model}}_{{head}}.log",
+    wildcard_constraints:
+        model="detector|maskrcnn",
     conda:
         ENV
     threads: DETECTOR_THREADS
@@ -21,3 +23,29 @@ rule predict:
         digest=digest("predict"),
     script:
         "../workflow/scripts/predict.py"
+
+
+use rule predict as predict_dino with:
+    input:
+        model=f"{RESULTS}/dino/{{head}}/model.pt",
+        images=CFG.predict.images or [],
+    output:
+        detections=f"{RESULTS}/predict/dino/{{head}}/detections.json",
+        drawn=directory(f"{RESULTS}/predict/dino/{{head}}/drawn"),
+    log:
+        f"{RESULTS}/logs/predict/dino_{{head}}.log",
+    params:
+        digest=digest("predict_dino"),
+
+
+use rule predict as predict_mask2former with:
+    input:
+        model=f"{RESULTS}/mask2former/{{head}}/model.pt",
+        images=CFG.predict.images or [],
+    output:
+        detections=f"{RESULTS}/predict/mask2former/{{head}}/detections.json",
+        drawn=directory(f"{RESULTS}/predict/mask2former/{{head}}/drawn"),
+    log:
+        f"{RESULTS}/logs/predict/mask2former_{{head}}.log",
+    params:
+        digest=digest("predict_mask2former"),

@@ -22,10 +22,11 @@ def test_the_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
     want = loop["encoder_seconds"] + loop["seconds_per_point"] * 20
     assert abs(loop["seconds_per_image_extrapolated"] - want) < 1e-9
     assert sam["speedup_over_loop"] > 0
-    for part in ("wsod", "detector"):
+    for part in ("wsod", "detector", "dino", "mask2former"):
         assert result[part]["fp32"]["iterations_per_second"] > 0
         assert "bf16" not in result[part]  # bf16 autocast is timed on CUDA only
     assert result["machine"]["cuda"] is None
+    assert result["dino"]["queries"] == 50 and result["mask2former"]["image_hw"] == [96, 96]
 
 
 def test_the_paper_sam_is_vit_h() -> None:

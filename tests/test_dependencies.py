@@ -73,9 +73,10 @@ FIRST_RERUN: dict[str, set[str]] = {
     "wsod.lr": {"wsod_train", "wsod_train_selective_search", "oracle_wsod_train"},
     "pgt.t_keep": {"pgt", "pgt_quality", "oracle_pgt"},
     "retrain.dino.lr": {"dino_train"},
-    "retrain.dino.tta_sizes": {"dino_detect"},  # recorded in model.pt, not a training trigger
+    # recorded in model.pt, not a training trigger
+    "retrain.dino.tta_sizes": {"dino_detect", "predict_dino"},
     "wsis.mask2former.crop_size": {"mask2former_train"},
-    "wsis.mask2former.test_size": {"mask2former_detect"},
+    "wsis.mask2former.test_size": {"mask2former_detect", "predict_mask2former"},
     "assets.resnet50": {
         "retrain_train",
         "retrain_train_no_roi_drop",

@@ -377,3 +377,53 @@ def test_resume_and_class_count_mismatch(
             str(tmp_path / "d.json"),
             threads=1,
         )
+
+
+@pytest.mark.parametrize("kind", ["dino", "mask2former"])
+def test_weaksam_predict_takes_the_transformer_models(
+    kind: str, tiny: Path, tmp_path: Path
+) -> None:
+    """``weaksam predict`` (and ``require_detector``) take a DINO or Mask2Former model.pt: the
+    output names the model's classes, each image once, boxes inside the image, and RLE masks
+    for Mask2Former; the model's test settings can be overridden."""
+    from weaksam.predict import predict, require_detector
+
+    masks = kind == "mask2former"
+    cfg = (tiny_dino if kind == "dino" else tiny_m2f)(iterations=2)
+    out = tmp_path / "model.pt"
+    train_transformer(
+        kind,  # type: ignore[arg-type]
+        _items(tiny, masks=masks),
+        CLASSES,
+        cfg,
+        AssetsConfig(),
+        out=out,
+        work=tmp_path / "w.pt",
+        log_path=tmp_path / "l.tsv",
+        seed=0,
+        pretrained=False,
+    )
+    require_detector(out)
+    images = [Path(i.path) for i in _items(tiny, masks=False)[:2]]
+    result = predict(
+        out, images, device="cpu", score_threshold=0.0, test_size=80, show_progress=False
+    )
+    assert [c["name"] for c in result.categories] == CLASSES
+    assert [i["id"] for i in result.images] == [1, 2] and not result.skipped
+    for a in result.annotations:
+        x, y, w, h = a["bbox"]
+        assert a["image_id"] in (1, 2) and 1 <= a["category_id"] <= 5
+        assert x >= 0 and y >= 0 and x + w <= 64.01 and y + h <= 64.01
+        assert ("segmentation" in a) == masks
+    if kind == "dino":
+        assert len(result.annotations) == 2 * min(cfg.max_per_image, cfg.num_queries * 5)
+
+
+def test_predict_refuses_other_files_naming_what_they_are(tmp_path: Path) -> None:
+    from weaksam.predict import require_detector
+    from weaksam.training import ModelKindError, save_state
+
+    path = tmp_path / "wsod.pt"
+    save_state(path, {"format_version": 1, "kind": "wsod", "model": {}})
+    with pytest.raises(ModelKindError, match="WSOD head"):
+        require_detector(path)

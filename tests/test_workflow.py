@@ -73,6 +73,44 @@ TINY = {
         "checkpoint_every": 1,
         "compare_without_roi_drop": True,
         "roi_drop": {"start_iter": 1},
+        # the DINO-style DETR beside Faster R-CNN
+        "detector": ["faster_rcnn", "dino"],
+        "dino": {
+            "backbone": "efficientnet_lite0",
+            "iterations": 2,
+            "batch_size": 2,
+            "lr_steps": [],
+            "train_sizes": [64],
+            "max_size": 128,
+            "hidden_dim": 32,
+            "ffn_dim": 64,
+            "decoder_layers": 1,
+            "num_queries": 10,
+            "num_denoising": 4,
+            "test_size": 64,
+            "test_max_size": 128,
+            "checkpoint_every": 1,
+        },
+    },
+    # Mask2Former beside Mask R-CNN
+    "wsis": {
+        "segmenter": ["mask_rcnn", "mask2former"],
+        "mask2former": {
+            "backbone": "efficientnet_lite0",
+            "iterations": 2,
+            "batch_size": 2,
+            "lr_steps": [],
+            "crop_size": 64,
+            "hidden_dim": 32,
+            "ffn_dim": 64,
+            "encoder_layers": 1,
+            "decoder_layers": 2,
+            "num_queries": 5,
+            "train_num_points": 64,
+            "test_size": 64,
+            "test_max_size": 128,
+            "checkpoint_every": 1,
+        },
     },
     "compute": {"shards": 2, "workers": 0},
 }
@@ -128,7 +166,7 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     (new_images / "broken.jpg").write_bytes(b"not an image")
     predict_cfg = {
         "images": str(new_images),
-        "models": ["detector", "maskrcnn"],
+        "models": ["detector", "maskrcnn", "dino", "mask2former"],
         "score_threshold": 0.0,
     }
     cfg = write_config(tmp_path / "tiny.yaml", {**TINY, "predict": predict_cfg})
@@ -186,8 +224,15 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
     )
     m = json.loads((results / "maskrcnn" / "mist" / "metrics_test.json").read_text())
     assert {"AP25", "AP50", "AP70", "AP75", "AP"} <= set(m["coco_segm"])
+    # the transformer retrainers, with the same files as the R-CNNs
+    for model, kind in (("dino", "coco_bbox"), ("mask2former", "coco_segm")):
+        folder = results / model / "mist"
+        assert (folder / "model.pt").is_file() and not (folder / "checkpoint.pt").exists()
+        assert len((folder / "train_log.tsv").read_text().splitlines()) == 3
+        m = json.loads((folder / "metrics_test.json").read_text())
+        assert m["num_images"] == 3 and kind in m
     # the predict target: detections of both models on the new images, the broken one listed
-    for model in ("detector", "maskrcnn"):
+    for model in ("detector", "maskrcnn", "dino", "mask2former"):
         pred = json.loads((results / "predict" / model / "mist" / "detections.json").read_text())
         assert [Path(i["file_name"]).name for i in pred["images"]] == ["p1.jpg", "p2.png"]
         assert [Path(x["path"]).name for x in pred["skipped"]] == ["broken.jpg"]
@@ -257,10 +302,16 @@ def test_full_run_noop_and_partial_rebuild(tmp_path: Path) -> None:
         assert name in text, name
     tables = (results / "report" / "metrics.html").read_text()
     titles = ("Each stage against its upper bound", "WSOD", "Pseudo ground truth")
-    for title in (*titles, "Retrained Faster R-CNN", "Mask R-CNN"):
+    for title in (
+        *titles,
+        "Retrained Faster R-CNN",
+        "Mask R-CNN",
+        "DINO-style DETR",
+        "Mask2Former",
+    ):
         assert f"<h3>{title}</h3>" in tables
     # the stage-vs-bound table shows the stage figures even before the bounds are built
-    assert tables.count("<table") == 8
+    assert tables.count("<table") == 10
 
     again = snakemake(tmp_path, cfg, "--dry-run")
     assert again.returncode == 0
@@ -344,6 +395,10 @@ def check_rebuilds(workdir: Path, base: dict) -> None:
         "retrain_train_no_roi_drop": 1,
         "retrain_detect": 2,
         "retrain_metrics": 2,
+        "dino_train": 1,
+        "dino_detect": 1,
+        "dino_metrics": 1,
+        "predict_dino": 1,
         "wsis_masks_shard": 2,
         "wsis_masks_merge": 1,
         "model_card": 3,  # the Mask R-CNN card shows the PGT's quality too
@@ -373,10 +428,28 @@ def check_rebuilds(workdir: Path, base: dict) -> None:
                 "pgt_quality": 1,
                 "retrain_metrics": 2,
                 "maskrcnn_metrics": 1,
+                "dino_metrics": 1,
+                "mask2former_metrics": 1,
                 "model_card": 3,
                 "report_figures": 1,
                 "all": 1,
             },
+        ),
+        # the transformer retrainers: a training key retrains, a test key re-detects
+        (
+            changed(base, "retrain", dino={**base["retrain"]["dino"], "lr": 0.001}),
+            {"dino_train": 1, "dino_detect": 1, "dino_metrics": 1, "predict_dino": 1}
+            | {"report_figures": 1, "all": 1},
+        ),
+        (
+            changed(base, "retrain", dino={**base["retrain"]["dino"], "test_size": 72}),
+            {"dino_detect": 1, "dino_metrics": 1, "predict_dino": 1, "report_figures": 1}
+            | {"all": 1},
+        ),
+        (
+            changed(base, "wsis", mask2former={**base["wsis"]["mask2former"], "crop_size": 72}),
+            {"mask2former_train": 1, "mask2former_detect": 1, "mask2former_metrics": 1}
+            | {"predict_mask2former": 1, "report_figures": 1, "all": 1},
         ),
         # the test split's CAMs; prompts and what follows them are decided after the merge
         (
@@ -395,7 +468,15 @@ def check_rebuilds(workdir: Path, base: dict) -> None:
                 ),
                 "cam": {**base["cam"], "checkpoint_every": 3},
                 "wsod": {**base["wsod"], "checkpoint_every": 2},
-                "retrain": {**base["retrain"], "checkpoint_every": 2},
+                "retrain": {
+                    **base["retrain"],
+                    "checkpoint_every": 2,
+                    "dino": {**base["retrain"]["dino"], "checkpoint_every": 2},
+                },
+                "wsis": {
+                    **base["wsis"],
+                    "mask2former": {**base["wsis"]["mask2former"], "checkpoint_every": 2},
+                },
                 "sam": {"points_per_batch": 7, "mask_chunk": 3, "cpu_decoder": "torch"},
             },
             {},

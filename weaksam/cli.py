@@ -155,17 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "predict",
-        help="run a retrained Faster R-CNN / Mask R-CNN on new images",
-        description="Detect (and segment, with Mask R-CNN) the images of INPUT (files, folders, "
-        "text files of paths) with a model.pt of detector/ or maskrcnn/, writing a COCO-style "
-        "JSON that names its images and classes.",
+        help="run a retrained model (Faster / Mask R-CNN, DINO, Mask2Former) on new images",
+        description="Detect (and segment, with Mask R-CNN or Mask2Former) the images of INPUT "
+        "(files, folders, text files of paths) with a model.pt of detector/, maskrcnn/, dino/ "
+        "or mask2former/, writing a COCO-style JSON that names its images and classes.",
     )
     pr.add_argument("inputs", nargs="+", type=Path, help="images, folders or .txt lists")
     pr.add_argument(
         "--model",
         type=Path,
         required=True,
-        help="detector/{head}/model.pt or maskrcnn/{head}/model.pt",
+        help="{detector,maskrcnn,dino,mask2former}/{head}/model.pt",
     )
     pr.add_argument("-o", "--out", type=Path, default=Path("detections.json"))
     pr.add_argument("--draw", type=Path, help="folder for one drawn PNG per image")

@@ -1,4 +1,5 @@
-"""``weaksam predict``: a retrained Faster R-CNN or Mask R-CNN on new images.
+"""``weaksam predict``: a retrained model (Faster R-CNN, Mask R-CNN, the DINO-style DETR or
+Mask2Former) on new images.
 
 Inputs are image files, folders (their images, sorted, not recursive) and text files listing one
 image path per line (relative paths start at the list's folder). Images are read as the workflow
@@ -8,14 +9,15 @@ listed in the output's ``skipped`` and on stderr, never fatal.
 
 The output stands alone: ``images`` (id, path, width, height), ``categories`` (the model's class
 names, ids from 1), ``annotations`` (COCO results: ``image_id``, ``category_id``, ``bbox`` as
-x, y, w, h, ``score``, and an RLE ``segmentation`` for Mask R-CNN) and ``skipped``. The model's
+x, y, w, h, ``score``, and an RLE ``segmentation`` for Mask R-CNN and Mask2Former) and
+``skipped``. The model's
 own test-time settings (test size, TTA) are the defaults; ``test_size`` / ``tta`` override them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,11 +32,62 @@ logger = logging.getLogger(__name__)
 
 
 def require_detector(path: Path) -> None:
-    """Refuse, with what the file is and what was expected, anything but a retrained model
-    (the checks of ``load_checkpoint``, without building the model)."""
+    """Refuse, with what the file is and what was expected, anything but a retrained model:
+    Faster / Mask R-CNN, the DINO-style DETR or Mask2Former (the checks of the loaders, without
+    building the model)."""
+    from weaksam.detr.stage import KINDS
+    from weaksam.detr.train import load_checkpoint as load_transformer
     from weaksam.retrain.train import load_checkpoint
 
-    load_checkpoint(path)
+    try:
+        load_checkpoint(path)
+    except ModelKindError:
+        kind = _kind(path)
+        if kind not in KINDS:
+            raise
+        load_transformer(path, "dino" if kind == "dino" else "mask2former")
+
+
+def _kind(path: Path) -> str | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # reported by the loader that refused it
+        return None
+    return str(state.get("kind")) if isinstance(state, dict) else None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A retrained model behind one interface: its classes, test settings (a config section),
+    one-image detection and, for the R-CNNs, batched detection."""
+
+    classes: list[str]
+    cfg: Any
+    detect: Callable[[torch.Tensor, Any], dict[str, torch.Tensor]]
+    detect_batch: Callable[[list[torch.Tensor], Any], list[dict[str, torch.Tensor]]] | None
+
+
+def _load(model_path: Path, dev: torch.device) -> _Loaded:
+    from weaksam.detr.stage import KINDS
+
+    kind = _kind(model_path)
+    if kind in KINDS:
+        from weaksam.detr.stage import detect_image, load_model
+
+        k, net, cfg, classes = load_model(
+            model_path, dev, "dino" if kind == "dino" else "mask2former"
+        )
+        return _Loaded(classes, cfg, lambda image, c: detect_image(k, net, image, c), None)
+    from weaksam.retrain.infer import detect, detect_batch
+    from weaksam.retrain.stage import load_detector
+
+    model, rcfg, classes, _masks = load_detector(model_path, dev)
+    return _Loaded(
+        classes,
+        rcfg,
+        lambda image, c: detect(model, image, c),
+        lambda images, c: detect_batch(model, images, c),
+    )
 
 
 def collect_images(inputs: list[Path]) -> list[Path]:
@@ -85,8 +138,7 @@ def predict(
     is the one recorded in the model file, unless ``inference`` gives other values of the
     ``retrain`` section's test keys (the workflow's rule gives the config's)."""
     from weaksam.logs import progress
-    from weaksam.retrain.infer import coco_results, detect, detect_batch
-    from weaksam.retrain.stage import load_detector
+    from weaksam.retrain.infer import coco_results
 
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -94,29 +146,31 @@ def predict(
         raise ValueError("--device cuda: no CUDA device is available")
     else:
         dev = torch.device(device)
-    model, rcfg, classes, _masks = load_detector(model_path, dev)
+    loaded = _load(model_path, dev)
+    rcfg, classes = loaded.cfg, loaded.classes
     if inference:
         rcfg = replace(rcfg, **inference)
     if test_size is not None:
         rcfg = replace(rcfg, test_size=test_size)
-    if tta is False:
+    if tta is False and hasattr(rcfg, "tta_sizes"):
         rcfg = replace(rcfg, tta_sizes=())
     if score_threshold is not None:
         rcfg = replace(rcfg, score_thresh=score_threshold)
     paths = collect_images(inputs)
     result = Predictions(categories=[{"id": i + 1, "name": c} for i, c in enumerate(classes)])
-    batch = max(1, batch_size) if not rcfg.tta_sizes else 1  # TTA runs image by image
+    # TTA, and the transformer models, run image by image
+    batched = loaded.detect_batch is not None and not getattr(rcfg, "tta_sizes", ())
+    batch = max(1, batch_size) if batched else 1
     pending: list[tuple[int, Path, np.ndarray]] = []
 
     def flush() -> None:
         tensors = [
             torch.from_numpy(a).permute(2, 0, 1).float().div(255.0).to(dev) for *_, a in pending
         ]
-        outs = (
-            [detect(model, tensors[0], rcfg)]
-            if len(tensors) == 1
-            else detect_batch(model, tensors, rcfg)
-        )
+        if len(tensors) == 1 or loaded.detect_batch is None:
+            outs = [loaded.detect(t, rcfg) for t in tensors]
+        else:
+            outs = loaded.detect_batch(tensors, rcfg)
         for (image_id, path, rgb), dets in zip(pending, outs, strict=True):
             entries = coco_results(dets, image_id)
             result.annotations.extend(entries)

@@ -67,4 +67,6 @@ CONFIG_KEYS = {
     ),
     "mask2former_detect": RuleKeys(MASK2FORMER_INFERENCE_KEYS),
     "mask2former_metrics": _METRICS,
+    "predict_dino": RuleKeys(("predict.score_threshold", *DINO_INFERENCE_KEYS)),
+    "predict_mask2former": RuleKeys(("predict.score_threshold", *MASK2FORMER_INFERENCE_KEYS)),
 }
