@@ -311,7 +311,9 @@ class DinoConfig(TransformerTrainConfig):
     train_sizes: tuple[int, ...] = tuple(range(480, 801, 32))
     max_size: int = 1333
     num_levels: int = 4
-    pos_temperature: int = 20
+    # the hybrid encoder's sine embedding runs over integer grid positions, as RT-DETR's (10000);
+    # DINO's 20 belongs to positions normalised to 2 pi
+    pos_temperature: int = 10000
     num_denoising: int = 100
     label_noise: float = 0.5
     box_noise: float = 1.0

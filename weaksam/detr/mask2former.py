@@ -5,7 +5,8 @@ decoder (pure PyTorch), masked-attention transformer decoder, 100 queries, Hunga
 sampled points, losses class 2 / mask 5 / dice 5 with no-object weight 0.1 on the last layer and
 every auxiliary layer. The backbone is weaksam's (``weaksam.detr.backbone``): torchvision
 ResNet-50 from ``assets.resnet50`` (BatchNorm and the first stage frozen, as detectron2's R50
-config) or EfficientNet-Lite0, levels at strides 4, 8, 16, 32.
+config; the stem and first stage train too, detectron2's ``FREEZE_AT: 0``) or EfficientNet-Lite0,
+levels at strides 4, 8, 16, 32.
 
 Instance inference follows Mask2Former's ``instance_inference``: every (query, class) pair is a
 candidate scored by its class probability; the best ``max_per_image`` are kept, each with its
@@ -68,7 +69,10 @@ def build_mask2former(
     pretrained: bool = True,
 ) -> Mask2FormerForUniversalSegmentation:
     """Mask2Former with ``num_classes`` classes (0-based labels) on weaksam's backbone."""
-    backbone = build_levels(cfg.backbone, weights, pretrained=pretrained, strides=BACKBONE_STRIDES)
+    # detectron2's Mask2Former trains the whole backbone (FREEZE_AT 0), BatchNorm frozen
+    backbone = build_levels(
+        cfg.backbone, weights, pretrained=pretrained, strides=BACKBONE_STRIDES, frozen_stages=0
+    )
     model = Mask2FormerForUniversalSegmentation(
         mask2former_config(cfg, num_classes, backbone.channels)
     )

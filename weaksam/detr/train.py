@@ -126,7 +126,9 @@ class Fp32Loss(nn.Module):
 def _resize(image: torch.Tensor, scale: float) -> torch.Tensor:
     h, w = image.shape[-2:]
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+    return F.interpolate(
+        image[None], size=size, mode="bilinear", align_corners=False, antialias=scale < 1
+    )[0]
 
 
 def _masks_of(item: TrainImage) -> torch.Tensor:
@@ -200,13 +202,19 @@ def lsj_example(item: TrainImage, cfg: Mask2FormerConfig, gen: torch.Generator) 
     return Example(image, boxes_of_masks(masks), labels, masks)
 
 
-def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Images padded (bottom, right, zeros) to one canvas whose sides are multiples of
-    ``SIZE_DIVISOR``: (B, 3, H, W) and (H, W)."""
+def pad_batch(
+    images: list[torch.Tensor], fill: torch.Tensor | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Images padded (bottom, right) to one canvas whose sides are multiples of
+    ``SIZE_DIVISOR``: (B, 3, H, W) and (H, W). ``fill``: the padding colour, (3,) in 0..1 (the
+    backbone's mean colour, ``pad_fill``, so that padding normalises to 0 as in mmdetection and
+    detectron2; RT-DETR does not mask it out); zeros when not given."""
     h = max(i.shape[-2] for i in images)
     w = max(i.shape[-1] for i in images)
     h, w = (math.ceil(s / SIZE_DIVISOR) * SIZE_DIVISOR for s in (h, w))
     batch = images[0].new_zeros((len(images), 3, h, w))
+    if fill is not None:
+        batch[:] = fill.to(batch).view(1, 3, 1, 1)
     for k, image in enumerate(images):
         batch[k, :, : image.shape[-2], : image.shape[-1]] = image
     return batch, (h, w)
@@ -246,6 +254,14 @@ def mask_labels(
         masks.append(m.to(device))
         labels.append(ex.labels.to(device))
     return masks, labels
+
+
+def pad_fill(model: nn.Module) -> torch.Tensor:
+    """The mean colour (3,) in 0..1 of the model's backbone: what padding is filled with."""
+    from weaksam.detr.backbone import MultiScaleBackbone
+
+    backbone = next(m for m in model.modules() if isinstance(m, MultiScaleBackbone))
+    return backbone.mean.flatten().cpu()
 
 
 def backbone_parameters(model: nn.Module) -> set[int]:
@@ -345,8 +361,10 @@ def train_transformer(
     )
     params = [p for g in opt.param_groups for p in g["params"]]
 
+    fill = pad_fill(model)
+
     def forward(examples: list[Example]) -> tuple[torch.Tensor, dict[str, float]]:
-        pixels, canvas = pad_batch([e.image for e in examples])
+        pixels, canvas = pad_batch([e.image for e in examples], fill)
         pixels = pixels.to(device)
         with autocast(compute, device):
             if kind == "dino":
@@ -361,30 +379,35 @@ def train_transformer(
         return loss, summary
 
     def step_fn(step: int) -> StepResult:
+        """One optimiser step over the batch. Each forward's loss is its sum over objects
+        divided by its own object count (transformers' criteria); weighting it by that count
+        over the step's total count, summed over processes, gives every object of the step the
+        same weight, as mmdetection's and detectron2's normalisation by the batch's count."""
         batch = batch_indices(step, len(items), cfg.batch_size, seed)
         mine = [(pos, i) for pos, i in enumerate(batch) if pos % ddp.world == ddp.rank]
         opt.zero_grad(set_to_none=True)
         model.train()
-        total, objects = 0.0, 0
+        examples = []
+        for pos, i in mine:
+            gen = torch.Generator().manual_seed(image_seed(seed, step, pos))
+            if kind == "dino":
+                assert isinstance(cfg, DinoConfig)
+                examples.append(dino_example(items[i], cfg, gen))
+            else:
+                assert isinstance(cfg, Mask2FormerConfig)
+                examples.append(lsj_example(items[i], cfg, gen))
+        objects = sum(len(e.labels) for e in examples)
+        everyone = max(ddp.sum_value(float(objects)), 1.0)
+        total = 0.0
         parts: dict[str, float] = {}
-        for chunk in range(0, len(mine), cfg.images_per_forward):
-            group = mine[chunk : chunk + cfg.images_per_forward]
-            examples = []
-            for pos, i in group:
-                gen = torch.Generator().manual_seed(image_seed(seed, step, pos))
-                if kind == "dino":
-                    assert isinstance(cfg, DinoConfig)
-                    examples.append(dino_example(items[i], cfg, gen))
-                else:
-                    assert isinstance(cfg, Mask2FormerConfig)
-                    examples.append(lsj_example(items[i], cfg, gen))
-            objects += sum(len(e.labels) for e in examples)
-            loss, summary = forward(examples)
-            share = len(group) / len(batch)
-            (loss * share).backward()
-            total += float(loss.detach()) * share
+        for chunk in range(0, len(examples), cfg.images_per_forward):
+            group = examples[chunk : chunk + cfg.images_per_forward]
+            loss, summary = forward(group)
+            weight = max(sum(len(e.labels) for e in group), 1) / everyone
+            (loss * weight).backward()
+            total += float(loss.detach()) * weight
             for k, v in summary.items():
-                parts[k] = parts.get(k, 0.0) + v * share
+                parts[k] = parts.get(k, 0.0) + v * weight
         ddp.sum_gradients(params)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -417,7 +440,7 @@ def train_transformer(
             step=step_fn,
             save=save,
             load=load,
-            logged_lr=lambda: float(opt.param_groups[-1]["lr"]),
+            logged_lr=lambda: max(float(g["lr"]) for g in opt.param_groups),  # not the backbone's
             columns=("objects",),
             parts=kind == "dino",
         ),
