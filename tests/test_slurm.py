@@ -83,6 +83,29 @@ def test_profile_sends_every_gpu_rule_to_the_gpu_partition() -> None:
             assert "slurm_partition=debug" in resources, rule
 
 
+def test_the_profile_names_every_rule_that_asks_for_a_gpu() -> None:
+    """Every rule of rules/*.smk that declares ``gpu=`` (itself, or through ``use rule ... as``)
+    is in the profile's set-resources, so it goes to the GPU partition; the dry run above sees
+    only the rules the demo config runs (and only up to its first checkpoints)."""
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    blocks = re.split(r"^(?=(?:rule|checkpoint|use rule) )", text, flags=re.M)
+    gpu: set[str] = set()
+    inherits: list[tuple[str, str]] = []
+    for block in blocks:
+        own = re.match(r"(?:rule|checkpoint) (\w+):", block)
+        used = re.match(r"use rule (\w+) as (\w+)", block)
+        if own and re.search(r"^\s+gpu=", block, re.M):
+            gpu.add(own[1])
+        if used:
+            inherits.append((used[1], used[2]))
+    for parent, child in inherits:
+        if parent in gpu:
+            gpu.add(child)
+    assert {"dino_train", "mask2former_detect", "predict_dino", "wsod_train"} <= gpu
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert gpu - set(profile["set-resources"]) == set()
+
+
 def _test_profile(root: Path) -> Path:
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     profile["default-resources"]["mem_mb"] = 500
