@@ -35,25 +35,17 @@ def require_detector(path: Path) -> None:
     """Refuse, with what the file is and what was expected, anything but a retrained model:
     Faster / Mask R-CNN, the DINO-style DETR or Mask2Former (the checks of the loaders, without
     building the model)."""
-    from weaksam.detr.stage import KINDS
+    from weaksam.detr.stage import KINDS, checkpoint_kind
     from weaksam.detr.train import load_checkpoint as load_transformer
     from weaksam.retrain.train import load_checkpoint
 
     try:
         load_checkpoint(path)
     except ModelKindError:
-        kind = _kind(path)
+        kind = checkpoint_kind(path)
         if kind not in KINDS:
             raise
         load_transformer(path, "dino" if kind == "dino" else "mask2former")
-
-
-def _kind(path: Path) -> str | None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # reported by the loader that refused it
-        return None
-    return str(state.get("kind")) if isinstance(state, dict) else None
 
 
 @dataclass(frozen=True)
@@ -68,9 +60,9 @@ class _Loaded:
 
 
 def _load(model_path: Path, dev: torch.device) -> _Loaded:
-    from weaksam.detr.stage import KINDS
+    from weaksam.detr.stage import KINDS, checkpoint_kind
 
-    kind = _kind(model_path)
+    kind = checkpoint_kind(model_path)
     if kind in KINDS:
         from weaksam.detr.stage import detect_image, load_model
 

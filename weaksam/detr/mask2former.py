@@ -97,6 +97,8 @@ def postprocess(
     """One image's output -> ``top_k`` instances on the input canvas (H, W): boxes XYXY from
     the masks, scores, labels (1-based) and ``masks`` (N, 1, H, W) probabilities.
     ``class_logits`` (Q, K + 1) with the no-object class last, ``mask_logits`` (Q, h, w)."""
+    from weaksam.detr.train import boxes_of_masks  # (train imports this module's builder)
+
     probs = class_logits.float().softmax(-1)[:, :-1]  # (Q, K)
     num_classes = probs.shape[1]
     k = min(top_k, probs.numel())
@@ -110,23 +112,8 @@ def postprocess(
     mask_score = (masks * binary).flatten(1).sum(1) / area.clamp(min=1)
     keep = area > 0
     binary, masks = binary[keep], masks[keep]
-    boxes = torch.zeros((int(keep.sum()), 4))
-    if len(boxes):
-        ys = binary.any(2)  # (N, H)
-        xs = binary.any(1)  # (N, W)
-        rows = torch.arange(canvas[0])
-        cols = torch.arange(canvas[1])
-        boxes = torch.stack(
-            (
-                torch.where(xs, cols, canvas[1]).min(1).values,
-                torch.where(ys, rows, canvas[0]).min(1).values,
-                torch.where(xs, cols, -1).max(1).values + 1,
-                torch.where(ys, rows, -1).max(1).values + 1,
-            ),
-            dim=1,
-        ).float()
     return {
-        "boxes": boxes,
+        "boxes": boxes_of_masks(binary),
         "scores": (scores * mask_score)[keep],
         "labels": (label + 1)[keep],
         "masks": masks[:, None],

@@ -81,12 +81,14 @@ def train_stage(
         work.unlink(missing_ok=True)
 
 
-def checkpoint_kind(path: str | Path) -> str:
-    """The ``kind`` a model file records (detector, dino, mask2former, …)."""
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(state, dict) or "kind" not in state:
-        raise ModelKindError(f"{path}: not a weaksam model file")
-    return str(state["kind"])
+def checkpoint_kind(path: str | Path) -> str | None:
+    """The ``kind`` a model file records (detector, dino, mask2former, …); None for a file that
+    does not load with ``weights_only`` or records none (the loaders then say what it is)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, corrupt or foreign: reported by the loader that refuses it
+        return None
+    return str(state["kind"]) if isinstance(state, dict) and "kind" in state else None
 
 
 def load_model(
@@ -95,6 +97,8 @@ def load_model(
     """A trained DINO or Mask2Former in eval mode on ``device``, with its config section and
     classes. ``kind`` given: a file of another kind is refused."""
     found = kind or checkpoint_kind(path)
+    if found is None:
+        raise ModelKindError(f"{path}: not a weaksam model file")
     if found not in KINDS:
         raise ModelKindError(f"{path}: a {found} model, not one of {', '.join(KINDS)}")
     k: Kind = "dino" if found == "dino" else "mask2former"
