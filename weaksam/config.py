@@ -145,7 +145,7 @@ class SamConfig:
     verify_sha256: bool = True
     points_per_batch: int = 64
     mask_chunk: int = 16
-    cpu_decoder: Literal["onnxruntime", "torch"] = "onnxruntime"
+    cpu_decoder: Literal["factored", "onnxruntime", "torch"] = "factored"
 
 
 @dataclass(frozen=True)

