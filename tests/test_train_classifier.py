@@ -186,3 +186,39 @@ def test_torchrun_two_gloo_processes_match_one(tiny_manifest: Path, tmp_path: Pa
     assert [float(a) for a in losses[1:]] == pytest.approx(
         [float(b) for b in ddp_losses[1:]], rel=1e-4
     )
+
+
+def test_cam_neck_trains_on_a_frozen_backbone() -> None:
+    """``cam.neck_channels``: a trainable 3x3 convolution + ReLU between the frozen backbone and
+    the CAM layer. The logits stay the spatial mean of the CAMs, the optimizer updates the neck
+    and the CAM layer at the head's rate, and the frozen backbone (weights and BatchNorm
+    statistics) is unchanged by a training step."""
+    cfg = replace(CamConfig(), backbone_lr_mult=0.0, neck_channels=16, dropout=0.0)
+    model = train_mod.build_classifier(cfg, AssetsConfig(), 3, pretrained=False)
+    assert isinstance(model.neck, torch.nn.Sequential)
+    assert model.neck[0].out_channels == 16 and model.head.in_channels == 16
+    images = torch.rand(2, 3, 64, 64) * 255
+    logits = model(images)
+    assert torch.allclose(logits, model.cams(images).mean(dim=(2, 3)))
+    opt = train_mod._optimizer(model, cfg)
+    head_group = opt.param_groups[1]
+    assert head_group["lr"] == cfg.lr
+    assert {id(p) for p in head_group["params"]} == {
+        id(p) for p in [*model.neck.parameters(), *model.head.parameters()]
+    }
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    neck_before = model.neck[0].weight.clone()
+    model.train()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        model(images), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    )
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())
+    assert not torch.equal(neck_before, model.neck[0].weight)
+    # without a neck the CAM layer reads the backbone's features, as METHOD.md has it
+    plain = train_mod.build_classifier(
+        replace(cfg, neck_channels=0), AssetsConfig(), 3, pretrained=False
+    )
+    assert isinstance(plain.neck, torch.nn.Identity)
+    assert plain.head.in_channels == plain.backbone.channels

@@ -121,6 +121,9 @@ class CamConfig:
     # classes do not depend on orientation (shapes, micrographs, aerial views)
     max_rotation: float = 0.0
     dropout: float = 0.1
+    # 0: the CAM layer reads the backbone's features (METHOD.md); > 0: a trainable 3x3
+    # convolution of this width with ReLU between them
+    neck_channels: int = 0
     freeze_bn: bool = True
     scales: tuple[float, ...] = (1.0, 0.8, 1.2)
     flip: bool = True

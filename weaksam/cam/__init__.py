@@ -13,6 +13,7 @@ _NETWORK = (
     "cam.freeze_bn",
     "cam.backbone_lr_mult",
     "cam.dropout",
+    "cam.neck_channels",
     "assets.vgg16",
     "assets.resnet50",
 )

@@ -51,7 +51,9 @@ def build_classifier(
         freeze_batchnorm(backbone)
     if cfg.backbone_lr_mult == 0:
         freeze_parameters(backbone)
-    return CamClassifier(backbone, num_classes, dropout=cfg.dropout)
+    return CamClassifier(
+        backbone, num_classes, dropout=cfg.dropout, neck_channels=cfg.neck_channels
+    )
 
 
 def multi_hot(labels: list[list[int]], num_classes: int) -> torch.Tensor:
@@ -177,7 +179,11 @@ def _optimizer(model: CamClassifier, cfg: CamConfig) -> torch.optim.Optimizer:
                 "lr": cfg.lr * cfg.backbone_lr_mult,
                 "base_lr": cfg.lr * cfg.backbone_lr_mult,
             },
-            {"params": list(model.head.parameters()), "lr": cfg.lr, "base_lr": cfg.lr},
+            {
+                "params": [*model.neck.parameters(), *model.head.parameters()],
+                "lr": cfg.lr,
+                "base_lr": cfg.lr,
+            },
         ],
         weight_decay=cfg.weight_decay,
     )

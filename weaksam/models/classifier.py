@@ -16,11 +16,25 @@ from weaksam.models.backbones import Backbone
 class CamClassifier(nn.Module):
     """(B, 3, H, W) RGB in [0, 255] -> logits (B, C); ``cams`` gives the (B, C, h, w) maps."""
 
-    def __init__(self, backbone: Backbone, num_classes: int, *, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        *,
+        dropout: float = 0.0,
+        neck_channels: int = 0,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout2d(dropout)
-        self.head = nn.Conv2d(backbone.channels, num_classes, kernel_size=1)
+        channels = backbone.channels
+        self.neck: nn.Module = nn.Identity()
+        if neck_channels:
+            self.neck = nn.Sequential(
+                nn.Conv2d(channels, neck_channels, kernel_size=3, padding=1), nn.ReLU()
+            )
+            channels = neck_channels
+        self.head = nn.Conv2d(channels, num_classes, kernel_size=1)
         nn.init.normal_(self.head.weight, std=0.01)
         if self.head.bias is not None:
             nn.init.zeros_(self.head.bias)
@@ -28,7 +42,7 @@ class CamClassifier(nn.Module):
 
     def cams(self, images: torch.Tensor) -> torch.Tensor:
         """Raw class activation maps (B, C, h, w), before ReLU."""
-        features = self.dropout(self.backbone(images))  # (B, F, h, w)
+        features = self.neck(self.dropout(self.backbone(images)))  # (B, F, h, w)
         out: torch.Tensor = self.head(features)  # (B, C, h, w)
         return out
 
