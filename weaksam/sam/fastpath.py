@@ -96,7 +96,9 @@ class OnnxPointDecoder:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
-        self.inputs = {i.name for i in self.session.get_inputs()}
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != names:  # a traced-away input would leave its feed unread
+            raise RuntimeError(f"the exported decoder takes {inputs}, expected {names}")
         logger.info(
             "point-prompt decoder%s exported to ONNX for the CPU fast path",
             " (factored)" if factored else "",
@@ -114,8 +116,5 @@ class OnnxPointDecoder:
             feeds.update((k, v.numpy()) for k, v in zip(ImageTensors._fields, image, strict=True))
         else:
             feeds["embedding"] = embedding.cpu().numpy()
-        # the tracer folds inputs that the graph does not read (the factored graph's x is read
-        # only through k1 / v1 / q1 when nothing else needs it)
-        low_res, iou = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
+        low_res, iou = self.session.run(None, feeds)
         return torch.from_numpy(low_res), torch.from_numpy(iou)
-
