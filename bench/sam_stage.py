@@ -11,7 +11,7 @@ compared with it box by box: the share of the first variant's boxes that have a 
 
     .venv/bin/snakemake results/demo/prompts/test.parquet --profile profiles/local
     .venv/bin/python bench/sam_stage.py config/config.yaml \\
-        --variant onnxruntime:6 --variant factored:6 --variant factored:8 [--threads 1]
+        --variant onnxruntime:6 --variant factored:6 --variant factored:8 [--threads 1] [--out F]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--split", default=None, help="default: the config's test split")
     ap.add_argument("--images", type=int, default=0, help="first N images (0: all)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sam_stage.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config_files([REPO / "config" / "config.yaml", *args.config])
@@ -153,8 +154,7 @@ def main() -> None:
         "variants": rows,
         "machine": machine_info(),
     }
-    out = REPO / "bench" / "results" / "sam_stage.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
