@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import machine_info  # noqa: E402
+from weaksam.evaluation.boxes import box_iou_pairs  # noqa: E402
 
 VARIANTS = (
     "reference",
@@ -41,14 +42,8 @@ VARIANTS = (
 
 
 def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of a[i] with b[i], (K, 4) XYXY each; two empty boxes agree (IoU 1)."""
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 1.0)
+    """IoU of a[i] with b[i], (K, 4) XYXY each; two equal boxes agree (IoU 1), empty ones too."""
+    return np.where((a == b).all(1), 1.0, box_iou_pairs(a, b))
 
 
 def run_variant(variant: str, prompts: int, batch: int, threads: int) -> dict[str, float]:

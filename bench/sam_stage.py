@@ -36,21 +36,12 @@ from weaksam.cam.prompt_table import read_prompts  # noqa: E402
 from weaksam.config import load_config_files  # noqa: E402
 from weaksam.data.images import load_rgb  # noqa: E402
 from weaksam.data.manifest import read_manifest  # noqa: E402
+from weaksam.evaluation.boxes import box_iou  # noqa: E402
 from weaksam.evaluation.cocofiles import load_ground_truth  # noqa: E402
 from weaksam.evaluation.recall import proposal_recall  # noqa: E402
 from weaksam.proposals.filters import filter_proposals  # noqa: E402
 from weaksam.proposals.generate import weaksam_proposals  # noqa: E402
 from weaksam.sam.build import build_segmenter  # noqa: E402
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) XYXY -> (N, M) IoU."""
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)  # fmt: skip
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)  # fmt: skip
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9))
 
 
 def matched_share(ref: list[np.ndarray], other: list[np.ndarray], thresh: float = 0.95) -> float:
@@ -59,7 +50,7 @@ def matched_share(ref: list[np.ndarray], other: list[np.ndarray], thresh: float 
     for a, b in zip(ref, other, strict=True):
         total += len(a)
         if len(a) and len(b):
-            hits += int((_iou_matrix(a, b).max(1) >= thresh).sum())
+            hits += int((box_iou(a, b).max(1) >= thresh).sum())
     return hits / total if total else 1.0
 
 

@@ -35,6 +35,7 @@ from weaksam.cam.prompt_table import read_prompts  # noqa: E402
 from weaksam.config import load_config_files  # noqa: E402
 from weaksam.data.images import load_rgb  # noqa: E402
 from weaksam.data.manifest import read_manifest  # noqa: E402
+from weaksam.evaluation.boxes import box_iou  # noqa: E402
 from weaksam.evaluation.cocofiles import load_ground_truth  # noqa: E402
 from weaksam.evaluation.recall import proposal_recall  # noqa: E402
 from weaksam.proposals.filters import filter_proposals  # noqa: E402
@@ -158,7 +159,7 @@ def main() -> None:
             best = []
             for i in range(len(pts)):
                 mb = seg.masks_to_boxes(dec.low_res[i, 1:])
-                ious = _iou(mb.boxes.numpy(), gt_boxes[i])
+                ious = box_iou(mb.boxes.numpy(), gt_boxes[i : i + 1])[:, 0]
                 best.append(mb.boxes[int(ious.argmax())].numpy())
             bounds["interior_point_best_of_3"].append(np.stack(best))
             dec = seg.decode(boxes=torch.from_numpy(gt_boxes).float())
@@ -191,15 +192,6 @@ def main() -> None:
     out = REPO / "bench" / "results" / f"tune_proposals_{cfg.dataset.name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["seconds_per_image"]))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (4,) XYXY -> (N,) IoU."""
-    iw = np.clip(np.minimum(a[:, 2], b[2]) - np.maximum(a[:, 0], b[0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[3]) - np.maximum(a[:, 1], b[1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / np.maximum(union, 1e-9)
 
 
 if __name__ == "__main__":
