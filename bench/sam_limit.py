@@ -9,7 +9,9 @@
 3. The time split of the demo's proposal path on real prompts of the generated images: encoder,
    decoder, mask post-processing, box NMS, I/O (image read), and SAM's own post-processing (two
    bilinear resizes per mask) against weaksam's (two matmuls per mask) in the same run, with the
-   share of boxes that agree at IoU >= 0.95; once per ``sam.cpu_decoder`` (``--decoder``).
+   share of boxes that agree at IoU >= 0.95; and the point prompts' boxes (``mask_boxes``: no
+   stability score, each mask upsampled in bands around its box edges), checked equal to the
+   whole masks' boxes; once per ``sam.cpu_decoder`` (``--decoder``).
 
     .venv/bin/python bench/sam_limit.py [--images 6] [--threads 1] [--decoder factored ...]
 
@@ -139,7 +141,17 @@ def time_split(images: int, decoder: str | None) -> dict[str, Any]:
     manifest = read_manifest(results / "manifest.parquet").split(cfg.dataset.train_split)
     prompts = read_prompts(str(results / "prompts" / f"{cfg.dataset.train_split}.parquet"))
     seg = build_segmenter(cfg.sam, cfg.assets, torch.device("cpu"), threads=torch.get_num_threads())
-    t = dict.fromkeys(("io", "encoder", "decoder", "postprocess", "postprocess_sam", "nms"), 0.0)
+    keys = (
+        "io",
+        "encoder",
+        "decoder",
+        "postprocess",
+        "postprocess_points",
+        "postprocess_sam",
+        "nms",
+    )
+    t = dict.fromkeys(keys, 0.0)
+    same_points: list[bool] = []
     n_prompts = n_masks = 0
     agree: list[torch.Tensor] = []
     for row in manifest.head(images).itertuples():
@@ -163,6 +175,10 @@ def time_split(images: int, decoder: str | None) -> dict[str, Any]:
         mb = seg.masks_to_boxes(low)
         t["postprocess"] += time.perf_counter() - start
         start = time.perf_counter()
+        point_boxes = seg.mask_boxes(low)
+        t["postprocess_points"] += time.perf_counter() - start
+        same_points.append(torch.equal(point_boxes, mb.boxes))
+        start = time.perf_counter()
         ref_boxes = []
         for c in range(0, len(low), seg.mask_chunk):
             up = sam_postprocess(low[c : c + seg.mask_chunk], seg.input_size, seg.original_size)
@@ -183,6 +199,9 @@ def time_split(images: int, decoder: str | None) -> dict[str, Any]:
         "masks_per_image": n_masks / images,
         "seconds_per_image": per_image,
         "postprocess_speedup_vs_sam": t["postprocess_sam"] / max(t["postprocess"], 1e-9),
+        # the point prompts' boxes (no stability score, band search) against the grid's path
+        "postprocess_points_speedup": t["postprocess"] / max(t["postprocess_points"], 1e-9),
+        "point_boxes_equal_full_postprocess": all(same_points),
         "boxes_at_iou_095_with_sam_postprocess": float(same.float().mean()) if len(same) else None,
         "decoder_seconds_per_prompt": t["decoder"] / max(n_prompts, 1),
         "cpu_decoder": cfg.sam.cpu_decoder,

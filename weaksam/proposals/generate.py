@@ -28,10 +28,10 @@ def _boxes_of(
     seg: Segmenter, low_res: torch.Tensor, iou: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(K, 256, 256) logits and (K,) IoU -> boxes and scores of the non-empty masks, and the count
-    of empty ones."""
-    mb = seg.masks_to_boxes(low_res)
-    nonempty = mb.areas > 0
-    return mb.boxes[nonempty], iou[nonempty], int((~nonempty).sum())
+    of empty ones (an empty mask's box is zeros; a non-empty one has x2 >= 1)."""
+    boxes = seg.mask_boxes(low_res)
+    nonempty = boxes[:, 2] > 0
+    return boxes[nonempty], iou[nonempty], int((~nonempty).sum())
 
 
 def point_proposals(

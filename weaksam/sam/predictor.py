@@ -9,8 +9,9 @@ without numpy in the loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -65,6 +66,8 @@ class Segmenter(Protocol):
         self, low_res: torch.Tensor, *, stability_offset: float = 1.0
     ) -> MaskBoxes: ...
 
+    def mask_boxes(self, low_res: torch.Tensor) -> torch.Tensor: ...
+
 
 class PromptableSegmenter:
     def __init__(
@@ -89,6 +92,7 @@ class PromptableSegmenter:
         self.dense_pe = self.prompt_encoder.get_dense_pe().to(device)  # (1, 256, 64, 64)
         self._resize_key: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._resize = (torch.zeros(0), torch.zeros(0))
+        self._support: tuple[_Support, _Support] | None = None
 
     @property
     def name(self) -> str:
@@ -180,6 +184,7 @@ class PromptableSegmenter:
             h, w = self.original_size
             nh, nw = self.input_size
             self._resize = (_axis_matrix(nh, h, self.device), _axis_matrix(nw, w, self.device))
+            self._support = (_support(self._resize[0]), _support(self._resize[1]))
             self._resize_key = key
         return self._resize
 
@@ -187,6 +192,48 @@ class PromptableSegmenter:
         """(k, 256, 256) low-res logits -> (k, H, W) logits at the original size."""
         rows, cols = self._resize_matrices()
         return rows @ chunk.float() @ cols.T
+
+    @torch.no_grad()
+    def mask_boxes(self, low_res: torch.Tensor) -> torch.Tensor:
+        """(K, 256, 256) logits -> (K, 4) x2-exclusive boxes of the masks (logits > 0) at the
+        original size, zeros for an empty mask: ``masks_to_boxes``' boxes without areas or
+        stability scores, found without upsampling whole masks (the point prompts need no more).
+
+        Each upsampled logit is a weighted mean (non-negative weights) of a few low-res logits,
+        so it can be > 0 only where one of those is: a mask lies inside the window of pixels
+        whose weights touch its positive low-res rows and columns. Inside the window the box's
+        edges are searched in bands of rows (from the top, then the bottom) and of columns
+        (between those rows), each band upsampled through the same matrices as
+        ``_upsample``: the same logits up to float summation order.
+        """
+        rows, cols = self._resize_matrices()
+        assert self._support is not None
+        row_support, col_support = self._support
+        boxes = torch.zeros(low_res.shape[0], 4, device=self.device)
+        positive = low_res > 0
+        any_row = positive.any(2).cpu()  # (K, 256)
+        any_col = positive.any(1).cpu()
+        for i in range(low_res.shape[0]):
+            r = torch.nonzero(any_row[i]).flatten()
+            c = torch.nonzero(any_col[i]).flatten()
+            if r.numel() == 0:
+                continue  # no positive logit: an empty mask
+            row_window = _window(row_support, int(r[0]), int(r[-1]))
+            col_window = _window(col_support, int(c[0]), int(c[-1]))
+            if row_window is None or col_window is None:
+                continue  # positive only in the padding, which is cropped away
+            y0, y1, r0, r1 = row_window
+            x0, x1, c0, c1 = col_window
+            edges = _window_box(
+                rows[y0:y1, r0:r1], low_res[i, r0:r1, c0:c1].float(), cols[x0:x1, c0:c1]
+            )
+            if edges is None:
+                continue  # every upsampled logit <= 0
+            left, top, right, bottom = edges
+            boxes[i] = torch.tensor(
+                [x0 + left, y0 + top, x0 + right + 1, y0 + bottom + 1], dtype=torch.float32
+            )
+        return boxes
 
     @torch.no_grad()
     def full_masks(self, low_res: torch.Tensor) -> torch.Tensor:
@@ -222,6 +269,76 @@ class PromptableSegmenter:
             z = torch.zeros(0, device=self.device)
             return MaskBoxes(z.view(0, 4), z.long(), z)
         return MaskBoxes(torch.cat(boxes), torch.cat(areas), torch.cat(stability))
+
+
+class _Support(NamedTuple):
+    """Per output pixel of one axis of ``_resize_matrices``: the first and last low-res index
+    with a non-zero weight (``lo``, ``hi``, both (n,) int64, non-decreasing)."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+
+
+def _support(matrix: torch.Tensor) -> _Support:
+    nonzero = matrix != 0
+    idx = torch.arange(matrix.shape[1], device=matrix.device)
+    big = matrix.shape[1]
+    lo = torch.where(nonzero, idx, big).min(1).values
+    hi = torch.where(nonzero, idx, -1).max(1).values
+    return _Support(lo.cpu(), hi.cpu())
+
+
+def _window(support: _Support, first: int, last: int) -> tuple[int, int, int, int] | None:
+    """Output pixels [o0, o1) whose weights touch low-res indices first..last, and the low-res
+    range [i0, i1) those pixels read; None when no pixel does (indices in the padding)."""
+    o0 = int(torch.searchsorted(support.hi, first))  # first pixel with hi >= first
+    o1 = int(torch.searchsorted(support.lo, last, right=True))  # pixels with lo <= last
+    if o1 <= o0:
+        return None
+    return o0, o1, int(support.lo[o0]), int(support.hi[o1 - 1]) + 1
+
+
+def _window_box(
+    rows: torch.Tensor, logits: torch.Tensor, cols: torch.Tensor
+) -> tuple[int, int, int, int] | None:
+    """Inclusive (left, top, right, bottom) of ``rows @ logits @ cols.T > 0`` without forming it
+    whole: the first and last rows with a positive pixel, searched in bands, then the first and
+    last columns between them. None when no pixel is positive."""
+
+    def row_band(start: int, stop: int) -> torch.Tensor:
+        return ((rows[start:stop] @ logits @ cols.T) > 0).any(1)
+
+    top = _first_hit(row_band, rows.shape[0], reverse=False)
+    if top is None:
+        return None
+    bottom = _first_hit(row_band, rows.shape[0], reverse=True)
+    inside = rows[top : (bottom if bottom is not None else top) + 1]
+
+    def col_band(start: int, stop: int) -> torch.Tensor:
+        return ((inside @ (logits @ cols[start:stop].T)) > 0).any(0)
+
+    left = _first_hit(col_band, cols.shape[0], reverse=False)
+    right = _first_hit(col_band, cols.shape[0], reverse=True)
+    assert bottom is not None and left is not None and right is not None  # top was found
+    return left, top, right, bottom
+
+
+def _first_hit(
+    band: Callable[[int, int], torch.Tensor], n: int, *, reverse: bool, size: int = 8
+) -> int | None:
+    """The first (or, ``reverse``, the last) index in [0, n) where ``band(start, stop)``, a
+    (stop - start,) bool tensor, is true; bands of ``size`` indices, doubling as the search goes
+    on. None when it is true nowhere."""
+    done = 0
+    while done < n:
+        start, stop = (n - done - size, n - done) if reverse else (done, done + size)
+        start, stop = max(start, 0), min(stop, n)
+        hits = torch.nonzero(band(start, stop)).flatten()
+        if hits.numel():
+            return start + int(hits[-1] if reverse else hits[0])
+        done += stop - start
+        size *= 2
+    return None
 
 
 def _axis_matrix(resized: int, original: int, device: torch.device) -> torch.Tensor:
