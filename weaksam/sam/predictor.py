@@ -204,7 +204,8 @@ class PromptableSegmenter:
         whose weights touch its positive low-res rows and columns. Inside the window the box's
         edges are searched in bands of rows (from the top, then the bottom) and of columns
         (between those rows), each band upsampled through the same matrices as
-        ``_upsample``: the same logits up to float summation order.
+        ``_upsample``: the same logits up to float summation order, so the same boxes except
+        where a pixel's logit is within rounding of 0 (then an edge can move by a pixel).
         """
         rows, cols = self._resize_matrices()
         assert self._support is not None
@@ -303,7 +304,12 @@ def _window_box(
 ) -> tuple[int, int, int, int] | None:
     """Inclusive (left, top, right, bottom) of ``rows @ logits @ cols.T > 0`` without forming it
     whole: the first and last rows with a positive pixel, searched in bands, then the first and
-    last columns between them. None when no pixel is positive."""
+    last columns between them. None when no pixel is positive.
+
+    Bands of different sizes (and the columns' cheaper association, ``rows @ (logits @ cols.T)``)
+    round differently, so a pixel within rounding of 0 may be positive in one search and not in
+    another: then the whole window decides (rare; the box can differ from ``_upsample``'s by a
+    pixel only at such a pixel)."""
 
     def row_band(start: int, stop: int) -> torch.Tensor:
         return ((rows[start:stop] @ logits @ cols.T) > 0).any(1)
@@ -312,14 +318,21 @@ def _window_box(
     if top is None:
         return None
     bottom = _first_hit(row_band, rows.shape[0], reverse=True)
-    inside = rows[top : (bottom if bottom is not None else top) + 1]
+    if bottom is None or bottom < top:
+        bottom = top
+    inside = rows[top : bottom + 1]
 
     def col_band(start: int, stop: int) -> torch.Tensor:
         return ((inside @ (logits @ cols[start:stop].T)) > 0).any(0)
 
     left = _first_hit(col_band, cols.shape[0], reverse=False)
     right = _first_hit(col_band, cols.shape[0], reverse=True)
-    assert bottom is not None and left is not None and right is not None  # top was found
+    if left is None or right is None or right < left:
+        mask = (rows @ logits @ cols.T) > 0  # the searches disagree at a pixel near 0
+        ys, xs = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+        if ys.numel() == 0:
+            return None
+        return int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])
     return left, top, right, bottom
 
 
