@@ -7,7 +7,9 @@ per image, variants interleaved image by image so that the machine's load falls 
 alike. Each variant's proposals pass the load-time filters and are scored against the ground
 truth (recall at IoU 0.5 / 0.7, boxes per image). Every variant with the first variant's grid is
 compared with it box by box: the share of the first variant's boxes that have a box at IoU
->= 0.95 in the variant, and the other way round. Writes ``bench/results/sam_stage.json``.
+>= 0.95 in the variant, and the other way round. A variant ``DECODER:GRID:full`` takes the peak
+and class-aware prompts' boxes from whole upsampled masks (``masks_to_boxes``, the path before
+``mask_boxes``), to time the stage as it was. Writes ``bench/results/sam_stage.json``.
 
     .venv/bin/snakemake results/demo/prompts/test.parquet --profile profiles/local
     .venv/bin/python bench/sam_stage.py config/config.yaml \\
@@ -57,7 +59,12 @@ def matched_share(ref: list[np.ndarray], other: list[np.ndarray], thresh: float 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("config", nargs="+")
-    ap.add_argument("--variant", action="append", default=[], help="DECODER:GRID")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="DECODER:GRID, or DECODER:GRID:full for the point prompts' boxes from whole masks",
+    )
     ap.add_argument("--split", default=None, help="default: the config's test split")
     ap.add_argument("--images", type=int, default=0, help="first N images (0: all)")
     ap.add_argument("--threads", type=int, default=1)
@@ -76,16 +83,20 @@ def main() -> None:
         frame = frame.head(args.images)
     gt = load_ground_truth(results / "gt" / f"{split}.json")
     prompts = read_prompts(str(results / "prompts" / f"{split}.parquet"))
-    decoders = sorted({v.split(":")[0] for v in variants})
-    segs = {
-        d: build_segmenter(
-            replace(cfg.sam, cpu_decoder=d),
+    segs = {}
+    for v in variants:
+        decoder, _, *mode = v.split(":")
+        seg = build_segmenter(
+            replace(cfg.sam, cpu_decoder=decoder),  # type: ignore[arg-type]
             cfg.assets,
             torch.device("cpu"),
             threads=args.threads,
         )
-        for d in decoders
-    }
+        if mode == ["full"]:  # the earlier path: point prompts' boxes from whole masks
+            seg.mask_boxes = lambda low, seg=seg: seg.masks_to_boxes(low).boxes  # type: ignore[method-assign]
+        elif mode:
+            raise SystemExit(f"--variant {v}: DECODER:GRID or DECODER:GRID:full")
+        segs[v] = seg
     boxes: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     seconds = dict.fromkeys(variants, 0.0)
     prompt_count = dict.fromkeys(variants, 0)
@@ -97,8 +108,8 @@ def main() -> None:
         p = prompts[prompts["image_id"] == row.image_id]
         peaks = p[p["source"] == "peak"]
         for v in variants:
-            decoder, n = v.split(":")
-            seg = segs[decoder]
+            n = v.split(":")[1]
+            seg = segs[v]
             grid = grid_points(w, h, int(n))
             t0 = time.perf_counter()
             seg.set_image(image)
