@@ -3,8 +3,9 @@ ONNX with a dynamic batch and all 4 outputs, run by onnxruntime.
 
 Two graphs can be exported: SAM's decoder as it is (``PointPromptDecoder``), or the factored
 decoder of ``weaksam.sam.factored`` (the per-image part computed once per image in torch and fed
-to the graph; 2.1x fewer FLOPs per one-point prompt). On one CPU thread they run at 1.85x and
-2.60x the per-prompt torch loop (``bench/bench_sam.py``).
+to the graph; 2.1x fewer FLOPs per one-point prompt). On one CPU thread, with the boxes taken by
+``PromptableSegmenter.mask_boxes``, they run at 2.38x and 3.93x the per-prompt torch loop
+(``bench/bench_sam.py``).
 Both embed points as ``PromptEncoder`` does for point-only prompts (``point_embeddings``). Box
 prompts keep using the torch path.
 """
