@@ -206,7 +206,12 @@ class PromptableSegmenter:
         (between those rows), each band upsampled through the same matrices as
         ``_upsample``: the same logits up to float summation order, so the same boxes except
         where a pixel's logit is within rounding of 0 (then an edge can move by a pixel).
+
+        The search syncs with the host a few times per mask: off the CPU the whole masks'
+        batched path (``masks_to_boxes``) is taken instead.
         """
+        if self.device.type != "cpu":
+            return self.masks_to_boxes(low_res).boxes
         rows, cols = self._resize_matrices()
         assert self._support is not None
         row_support, col_support = self._support
@@ -216,9 +221,9 @@ class PromptableSegmenter:
         any_col = positive.any(1).cpu()
         for i in range(low_res.shape[0]):
             r = torch.nonzero(any_row[i]).flatten()
-            c = torch.nonzero(any_col[i]).flatten()
             if r.numel() == 0:
                 continue  # no positive logit: an empty mask
+            c = torch.nonzero(any_col[i]).flatten()
             row_window = _window(row_support, int(r[0]), int(r[-1]))
             col_window = _window(col_support, int(c[0]), int(c[-1]))
             if row_window is None or col_window is None:
@@ -329,10 +334,10 @@ def _window_box(
     right = _first_hit(col_band, cols.shape[0], reverse=True)
     if left is None or right is None or right < left:
         mask = (rows @ logits @ cols.T) > 0  # the searches disagree at a pixel near 0
-        ys, xs = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
-        if ys.numel() == 0:
+        if not bool(mask.any()):
             return None
-        return int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])
+        x0, y0, x1, y1 = (int(v) for v in batched_mask_to_box(mask[None])[0])
+        return x0, y0, x1, y1
     return left, top, right, bottom
 
 
