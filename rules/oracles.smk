@@ -126,6 +126,9 @@ use rule retrain_detect as oracle_retrain_detect with:
         f"{RESULTS}/oracle/{{model}}/detections_{{split}}.json",
     log:
         f"{RESULTS}/logs/oracle_detect/{{model}}_{{split}}.log",
+    params:
+        digest=digest("oracle_retrain_detect"),
+        content=contents(MANIFEST),
 
 
 use rule retrain_metrics as oracle_retrain_metrics with:

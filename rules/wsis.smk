@@ -97,6 +97,9 @@ use rule retrain_detect as maskrcnn_detect with:
         f"{RESULTS}/maskrcnn/{{variant}}/detections_{{split}}.json",
     log:
         f"{RESULTS}/logs/maskrcnn_detect/{{variant}}_{{split}}.log",
+    params:
+        digest=digest("maskrcnn_detect"),
+        content=contents(MANIFEST),
 
 
 use rule retrain_metrics as maskrcnn_metrics with:

@@ -121,6 +121,12 @@ def test_conda_env_pins_match_requirements() -> None:
             },
             r"wsod.dropblock.lr_steps.*150",
         ),
+        (
+            # Mask R-CNN's steps beyond the detector's iterations it inherits
+            "wsis",
+            {"mask_rcnn": {"lr_steps": [100000]}},
+            r"wsis.mask_rcnn.lr_steps.*100000",
+        ),
     ],
 )
 def test_schedules_are_checked(section: str, values: dict[str, object], message: str) -> None:
@@ -130,6 +136,23 @@ def test_schedules_are_checked(section: str, values: dict[str, object], message:
     load_config(
         {**minimal(), "wsod": {"iterations": 100, "warmup_iterations": 100, "lr_steps": [99]}}
     )
+
+
+def test_mask_rcnn_takes_the_detector_settings_it_does_not_set() -> None:
+    from weaksam.config import mask_rcnn_config
+
+    cfg = load_config(
+        {
+            **minimal(),
+            "retrain": {"iterations": 100, "lr_steps": [60, 80], "train_sizes": [320, 352]},
+            "wsis": {"mask_rcnn": {"train_sizes": [400], "tta_sizes": [], "test_size": 500}},
+        }
+    )
+    m = mask_rcnn_config(cfg)
+    assert (m.train_sizes, m.tta_sizes, m.test_size) == ((400,), (), 500)
+    assert (m.iterations, m.lr_steps, m.max_size) == (100, (60, 80), cfg.retrain.max_size)
+    assert cfg.retrain.train_sizes == (320, 352)  # the detector's own stay
+    assert mask_rcnn_config(load_config(minimal())) == load_config(minimal()).retrain
 
 
 def test_workflow_config_needs_its_own_name_and_an_existing_root(tmp_path: Path) -> None:

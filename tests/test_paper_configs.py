@@ -182,3 +182,21 @@ def test_paper_transformer_settings_are_method_md() -> None:
         assert (m.crop_size, m.scale_range, m.num_queries) == (1024, (0.1, 2.0), 100)
         assert (m.class_weight, m.mask_weight, m.dice_weight, m.no_object_weight) == (2, 5, 5, 0.1)
         assert (m.encoder_layers, m.decoder_layers, m.train_num_points) == (6, 10, 12544)
+
+
+def test_paper_mask_rcnn_settings_are_method_md() -> None:
+    """METHOD.md 11: Mask R-CNN R50-FPN, batch 16, lr 0.02; VOC12 9,000 steps (x0.1 at 6,000 and
+    8,000), COCO 90,000 (60,000 and 80,000, where the COCO Faster R-CNN runs 85,000); shorter
+    side 640-800 in steps of 32 (max 1,333), tested once at 800 (detectron2's defaults, also the
+    public COCO base config)."""
+    from weaksam.config import load_config_files, mask_rcnn_config
+
+    for name, its, steps in (("voc07", 9000, (6000, 8000)), ("coco14", 90000, (60000, 80000))):
+        cfg = load_config_files([REPO / "config" / "config.yaml", REPO / "config" / f"{name}.yaml"])
+        m = mask_rcnn_config(cfg)
+        assert (m.iterations, m.lr_steps, m.warmup_iterations) == (its, steps, 1000)
+        assert (m.backbone, m.batch_size, m.lr) == ("r50_fpn", 16, 0.02)
+        assert m.train_sizes == tuple(range(640, 801, 32)) and m.max_size == 1333
+        assert (m.test_size, m.test_max_size, m.tta_sizes) == (800, 1333, ())
+        # the detector keeps its own settings (METHOD.md 10.1: TTA)
+        assert len(cfg.retrain.tta_sizes) > 1

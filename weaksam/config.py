@@ -388,9 +388,25 @@ class RetrainConfig:
 
 
 @dataclass(frozen=True)
+class MaskRcnnConfig:
+    """Where Mask R-CNN's settings differ from the Faster R-CNN of ``retrain`` (METHOD.md 11:
+    detectron2's Mask R-CNN trains at a shorter side of 640-800, tests once at 800, and on COCO
+    runs 90k steps where the COCO Faster R-CNN runs 85k). None: the ``retrain`` value."""
+
+    iterations: int | None = None
+    warmup_iterations: int | None = None
+    lr_steps: tuple[int, ...] | None = None
+    train_sizes: tuple[int, ...] | None = None
+    max_size: int | None = None
+    test_size: int | None = None
+    test_max_size: int | None = None
+    tta_sizes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class WsisConfig:
     """SAM masks from pseudo boxes and Mask R-CNN trained on them (METHOD.md section 11). Mask
-    R-CNN takes its backbone and schedule from the ``retrain`` section."""
+    R-CNN takes the ``retrain`` section, with ``mask_rcnn``'s values where they are set."""
 
     heads: tuple[str, ...] = ("mist",)
     # which instance segmenters to train: mask_rcnn, mask2former, or both
@@ -398,6 +414,7 @@ class WsisConfig:
     largest_component: bool = False
     clip_to_box: bool = False
     roi_drop: bool = False
+    mask_rcnn: MaskRcnnConfig = field(default_factory=MaskRcnnConfig)
     mask2former: Mask2FormerConfig = field(default_factory=Mask2FormerConfig)
 
 
@@ -549,6 +566,8 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
     _check_schedule(
         "retrain", cfg.retrain.iterations, cfg.retrain.warmup_iterations, cfg.retrain.lr_steps
     )
+    mask = mask_rcnn_config(cfg)
+    _check_schedule("wsis.mask_rcnn", mask.iterations, mask.warmup_iterations, mask.lr_steps)
     for name, section in (
         ("retrain.dino", cfg.retrain.dino),
         ("wsis.mask2former", cfg.wsis.mask2former),
@@ -560,6 +579,18 @@ def load_config(raw: Mapping[str, Any]) -> WeaksamConfig:
             "config key 'wsis.mask2former.scale_range': [low, high] with 0 < low <= high"
         )
     return cfg
+
+
+def mask_rcnn_config(cfg: WeaksamConfig) -> RetrainConfig:
+    """The ``retrain`` section as Mask R-CNN trains and tests: ``wsis.mask_rcnn``'s values where
+    they are set."""
+    override = cfg.wsis.mask_rcnn
+    changes = {
+        f.name: getattr(override, f.name)
+        for f in dataclasses.fields(override)
+        if getattr(override, f.name) is not None
+    }
+    return dataclasses.replace(cfg.retrain, **changes)
 
 
 def _check_schedule(

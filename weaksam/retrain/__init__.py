@@ -80,16 +80,30 @@ _TRAIN_KEYS = (
 )
 _RECORDED = tuple(f"retrain.{k}" for k in INFERENCE_KEYS)
 _TRAIN = RuleKeys(_TRAIN_KEYS, unhashed=_RECORDED)
+# Mask R-CNN's own values where set (weaksam.config.mask_rcnn_config): its inference ones are
+# recorded in the model file like retrain's
+_MASK_RECORDED = (
+    *_RECORDED,
+    "wsis.mask_rcnn.test_size",
+    "wsis.mask_rcnn.test_max_size",
+    "wsis.mask_rcnn.tta_sizes",
+)
 MASK_TRAIN = RuleKeys(
     (
         *_TRAIN_KEYS,
         "retrain.sizes.mask_head_channels",
         "retrain.sizes.mask_head_layers",
         "wsis.roi_drop",
+        "wsis.mask_rcnn.iterations",
+        "wsis.mask_rcnn.warmup_iterations",
+        "wsis.mask_rcnn.lr_steps",
+        "wsis.mask_rcnn.train_sizes",
+        "wsis.mask_rcnn.max_size",
     ),
-    unhashed=_RECORDED,
+    unhashed=_MASK_RECORDED,
 )
 _DETECT = RuleKeys(_RECORDED)
+MASK_DETECT = RuleKeys(_MASK_RECORDED)
 _METRICS = RuleKeys(("evaluation.iou", "evaluation.plus_one"))
 
 # The config keys each rule of this stage reads (weaksam.dependencies): its rerun triggers.
@@ -98,7 +112,8 @@ CONFIG_KEYS = {
     "retrain_train_no_roi_drop": _TRAIN,
     "oracle_detector_train": _TRAIN,
     "retrain_detect": _DETECT,
-    "oracle_retrain_detect": _DETECT,
+    # the detector's and Mask R-CNN's bounds (which of them is the {model} wildcard)
+    "oracle_retrain_detect": MASK_DETECT,
     "retrain_metrics": _METRICS,
     "oracle_retrain_metrics": _METRICS,
     "model_card": RuleKeys(()),

@@ -14,7 +14,13 @@ from torchvision.models.detection import FasterRCNN
 
 from weaksam.cam.imaging import to_tensor
 from weaksam.compute import select_device
-from weaksam.config import AssetsConfig, RetrainConfig, WeaksamConfig, section_from_dict
+from weaksam.config import (
+    AssetsConfig,
+    RetrainConfig,
+    WeaksamConfig,
+    mask_rcnn_config,
+    section_from_dict,
+)
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import read_manifest
 from weaksam.io import write_json
@@ -37,10 +43,11 @@ def train_stage(
     roi_drop: bool = True,
     stop_after: int | None = None,
 ) -> None:
-    """Train on a COCO instances file of the training split (PGT boxes, or SAM masks).
-    ``roi_drop=False`` switches RoI drop off whatever the config says (the ablation)."""
+    """Train on a COCO instances file of the training split (PGT boxes, or SAM masks: Mask R-CNN,
+    with ``wsis.mask_rcnn``'s settings where set). ``roi_drop=False`` switches RoI drop off
+    whatever the config says (the ablation)."""
     torch.set_num_threads(max(1, threads))
-    rcfg = cfg.retrain
+    rcfg = mask_rcnn_config(cfg) if masks else cfg.retrain
     if not roi_drop:
         rcfg = replace(rcfg, roi_drop=replace(rcfg.roi_drop, enabled=False))
     manifest = read_manifest(manifest_path)
@@ -96,10 +103,11 @@ def detect_stage(
     threads: int,
 ) -> None:
     """COCO results of a split (``image_id`` = manifest coco_id); inference settings from the
-    current config."""
+    current config (Mask R-CNN's: ``wsis.mask_rcnn``'s where set)."""
     torch.set_num_threads(max(1, threads))
     device = select_device(cfg.compute)
-    model, _, classes, _ = load_detector(model_path, device)
+    model, _, classes, masks = load_detector(model_path, device)
+    rcfg = mask_rcnn_config(cfg) if masks else cfg.retrain
     manifest = read_manifest(manifest_path)
     if list(manifest.classes) != classes:
         raise ValueError(f"{model_path}: classes {classes} differ from the manifest's")
@@ -107,6 +115,6 @@ def detect_stage(
     results: list[dict[str, Any]] = []
     for row in progress(frame.itertuples(index=False), total=len(frame), desc=f"detect {split}"):
         image = (to_tensor(load_rgb(Path(str(row.path)))) / 255.0).to(device)
-        results.extend(coco_results(detect(model, image, cfg.retrain), int(row.coco_id)))
+        results.extend(coco_results(detect(model, image, rcfg), int(row.coco_id)))
     write_json(out, results)
     logger.info("%d detections on %d %s images", len(results), len(frame), split)

@@ -3,7 +3,7 @@
 from weaksam.dependencies import RuleKeys
 from weaksam.proposals import SAM_MODEL
 from weaksam.retrain import CONFIG_KEYS as _RETRAIN
-from weaksam.retrain import MASK_TRAIN
+from weaksam.retrain import MASK_DETECT, MASK_TRAIN
 
 _MASKS = RuleKeys((*SAM_MODEL, "wsis.largest_component", "wsis.clip_to_box"))
 
@@ -15,6 +15,6 @@ CONFIG_KEYS = {
     "sam_box_check": _MASKS,
     "maskrcnn_train": MASK_TRAIN,
     "oracle_maskrcnn_train": MASK_TRAIN,
-    "maskrcnn_detect": _RETRAIN["retrain_detect"],
+    "maskrcnn_detect": MASK_DETECT,
     "maskrcnn_metrics": _RETRAIN["retrain_metrics"],
 }
