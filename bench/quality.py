@@ -7,7 +7,9 @@ spread, with the wall time of each stage, the commit and the machine.
 
 Each seed runs ``snakemake all oracles`` (the workflow and the stage bounds of
 rules/oracles.smk; ``--bound-seeds N`` runs the bounds for the first N seeds only) with ``compute.seed`` = the config's seed + i; seed i > 0 writes to
-``results/<name>_seed<i>/``. The data stay the same across seeds (a generated dataset keeps
+``results/<name>_seed<i>/``. A folder that already exists is resumed (only the jobs whose
+inputs or settings changed run again; the run is marked ``resumed`` and its wall time is not the
+workflow's); delete it for a fresh run. The data stay the same across seeds (a generated dataset keeps
 its own ``dataset.shapes.seed``); only training draws change. The result goes to
 ``bench/results/quality_<name>.json``; when that file already exists, every figure whose mean
 dropped is printed as a regression. Settings are never chosen on these figures' test values.
@@ -180,18 +182,22 @@ def main() -> None:
             "evaluation": {"stage_bounds": True},  # the report shows the bounds too
         }
         wall = None
+        results = args.results or REPO / "results" / folder_name
+        # a results folder that is already there is resumed: snakemake redoes only the jobs
+        # whose inputs or settings changed, so the wall time is not the workflow's
+        resumed = args.results is None and results.exists()
         if args.results is None:
             print(f"quality: seed {seed} -> results/{folder_name}", flush=True)
             bounds = args.bound_seeds is None or i < args.bound_seeds
             overlay["evaluation"]["stage_bounds"] = bounds
             targets = ["all", "oracles"] if bounds else ["all"]
             wall = run_workflow(configs, overlay, args.cores, targets)
-        results = args.results or REPO / "results" / folder_name
         runs.append(
             {
                 "seed": seed,
                 "results": str(results),
                 "wall_seconds": None if wall is None else round(wall, 1),
+                "resumed": resumed,
                 "stage_seconds": stage_seconds(results),
                 "figures": stage_figures(results, cfg),
             }

@@ -50,9 +50,12 @@ def table(record: dict[str, Any]) -> str:
             shown += " (mask IoU of SAM from the ground-truth boxes)"
         lines.append(f"| {stage} | {figure} | {_fmt(entry)} | {shown} | {goal} |")
     walls = [r["wall_seconds"] for r in record["runs"] if r.get("wall_seconds")]
+    resumed = any(r.get("resumed") for r in record["runs"])
     lines.append("")
     lines.append(
-        f"seeds {record['seeds']}; wall seconds per run {walls}; commit {record['machine'].get('commit', '?')}"
+        f"seeds {record['seeds']}; wall seconds per run {walls}"
+        + (" (resumed runs: only the jobs whose inputs changed)" if resumed else "")
+        + f"; commit {record['machine'].get('commit', '?')}"
     )
     stages: dict[str, list[float]] = {}
     for run in record["runs"]:
