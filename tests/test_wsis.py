@@ -10,7 +10,7 @@ import torch
 
 from weaksam.data.masks import encode_rle, mask_iou
 from weaksam.sam.predictor import Decoded
-from weaksam.wsis.masks import box_mask, largest_component, masks_for_boxes
+from weaksam.wsis.masks import box_mask, cover_mask, largest_component, masks_for_boxes
 from weaksam.wsis.stage import mask_quality
 
 
@@ -111,3 +111,23 @@ def test_mask_quality_by_hand() -> None:
     assert "b" not in q["per_class"] and q["unjudged"] == 1
     assert q["per_class"]["c"] == {"mean_iou": 0.0, "masks": 1}
     assert q["mean_iou"] == pytest.approx((1 / 3 + 1 + 0) / 3) and q["masks"] == 3
+
+
+def test_a_box_narrower_than_a_pixel_gets_the_pixels_it_touches() -> None:
+    """A degenerate pseudo box (zero width, or on the image's edge) covers no pixel centre: its
+    empty-mask fill is the pixel it touches, so the instance keeps a mask and a bbox."""
+    # x from 4.2 to 4.2 (zero width) and y 1.0 to 1.4: pixel column 4, row 1
+    assert cover_mask(np.array([4.2, 1.0, 4.2, 1.4]), 3, 6).astype(int).tolist() == [
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]
+    # clipped onto the right edge (x1 = x2 = width): the last column
+    assert cover_mask(np.array([6.0, 0.0, 6.0, 2.0]), 3, 6)[:, 5].tolist() == [True, True, False]
+    # a box that covers pixel centres is box_mask's
+    box = np.array([1.0, 0.0, 3.0, 2.0])
+    assert (cover_mask(box, 3, 4) == box_mask(box, 3, 4)).all()
+    boxes = np.array([[0, 0, 10, 10], [12, 2, 20, 12], [29.6, 5, 30.4, 5.2]], dtype=np.float32)
+    out = masks_for_boxes(StubSegmenter(), boxes, largest=True, clip_to_box=True, batch=2)  # type: ignore[arg-type]
+    assert out.filled.tolist() == [False, False, True]
+    assert out.masks[2].sum() == 1 and out.masks[2][5, 29]

@@ -2,8 +2,8 @@
 
 Each box is one prompt; SAM's single-mask output (index 0) is thresholded at logit 0. Options:
 ``largest_component`` keeps the largest 8-connected component; ``clip_to_box`` clears the pixels
-outside the prompt box. A mask that comes out empty is replaced by its filled box and counted, so
-no pseudo instance is lost.
+outside the prompt box. A mask that comes out empty is replaced by its filled box (at least the
+pixel a box narrower than a pixel touches) and counted, so no pseudo instance is lost.
 """
 
 from __future__ import annotations
@@ -40,6 +40,21 @@ def box_mask(box: np.ndarray, height: int, width: int) -> np.ndarray:
     return (ys[:, None] >= y1) & (ys[:, None] < y2) & (xs[None, :] >= x1) & (xs[None, :] < x2)
 
 
+def cover_mask(box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``box_mask``, or where the box covers no pixel centre (narrower than a pixel, or on the
+    image's edge) the pixels it touches, at least one: a filled mask is never empty."""
+    m = box_mask(box, height, width)
+    if m.any():
+        return m
+    x1, y1, x2, y2 = (float(v) for v in box)
+    c0 = min(max(int(np.floor(x1)), 0), width - 1)
+    r0 = min(max(int(np.floor(y1)), 0), height - 1)
+    c1 = min(max(int(np.ceil(x2)), c0 + 1), width)
+    r1 = min(max(int(np.ceil(y2)), r0 + 1), height)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
 def masks_for_boxes(
     seg: PromptableSegmenter,
     boxes: np.ndarray,
@@ -67,7 +82,7 @@ def masks_for_boxes(
             if largest:
                 m = largest_component(m)
             if not m.any():
-                m = box_mask(clipped[i], h, w)
+                m = cover_mask(clipped[i], h, w)
                 filled[i] = True
             masks[i] = m
     return BoxMasks(masks, filled)
