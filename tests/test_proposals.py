@@ -110,6 +110,14 @@ def test_grid_thresholds_and_nms() -> None:
     assert seg.offsets[-1] == 2.5  # the configured offset reaches the stability score
     unstable = StubSegmenter(iou=(0.99, 0.8, 0.7, 0.6), stability=0.2)
     assert grid_proposals(unstable, torch.tensor([[1.0, 1.0]]), cfg, batch=64)[0].shape == (0, 4)
+    # a threshold of 0 switches the predicted-IoU filter off (SAM's guard): a negative predicted
+    # IoU is kept, and NMS ranks by it (codes 1, 2, 3 with IoU 0.8, 0.7, -0.1: 1 kept; as SAM's
+    # inclusive 6 x 6 boxes, 2 overlaps it at 25/47 > 0.3 and goes, 3 at 16/56 < 0.3 and stays)
+    off = replace(cfg, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    negative = StubSegmenter(iou=(0.99, 0.8, 0.7, -0.1))
+    boxes, scores, _ = grid_proposals(negative, torch.tensor([[1.0, 1.0]]), off, batch=64)
+    assert sorted(boxes[:, 0].tolist()) == [1, 3]
+    assert sorted(scores.tolist()) == pytest.approx([-0.1, 0.8])
 
 
 def test_sources_merge_in_order_and_no_prompts() -> None:

@@ -79,8 +79,9 @@ def grid_candidates(
         p = grid[start : start + batch, None, :]
         dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
         low_res, iou = dec.low_res[:, 1:].flatten(0, 1), dec.iou[:, 1:].flatten()  # 3 per point
-        keep = iou > cfg.pred_iou_thresh
-        low_res, iou = low_res[keep], iou[keep]
+        if cfg.pred_iou_thresh > 0:  # as SAM: >, and no filter at a threshold of 0
+            keep = iou > cfg.pred_iou_thresh
+            low_res, iou = low_res[keep], iou[keep]
         if not low_res.shape[0]:
             continue
         mb = seg.masks_to_boxes(low_res, stability_offset=cfg.stability_score_offset)
