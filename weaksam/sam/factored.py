@@ -242,14 +242,19 @@ class FactoredPointDecoder(nn.Module):
         final = transformer.final_attn_token_to_image
         out = self._token_to_image(final, queries + tokens, keys, p[None])
         queries = transformer.norm_final_attn(queries + out)
-        # As predict_masks from here: upscale the image tokens, one hypernetwork per mask token
-        h, w = self.embedding_size
-        src = keys.transpose(1, 2).reshape(b, -1, h, w)
-        up = md.output_upscaling(src)  # (B, 32, 4h, 4w)
+        # As predict_masks from here: one hypernetwork per mask token, the upscaled image tokens
         mask_tokens = queries[:, 1 : 1 + md.num_mask_tokens]
         hyper = torch.stack(
             [mlp(mask_tokens[:, i]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1
         )  # (B, 4, 32)
-        masks = (hyper @ up.flatten(2)).view(b, -1, *up.shape[-2:])
         iou = md.iou_prediction_head(queries[:, 0])
-        return masks, iou
+        return self._masks(keys, hyper), iou
+
+    def _masks(self, keys: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        """(B, N, 256) image tokens, (B, 4, 32) hypernetwork outputs -> (B, 4, 4h, 4w) logits:
+        ``output_upscaling`` of the image tokens, then each mask's product with them."""
+        b = keys.shape[0]
+        h, w = self.embedding_size
+        src = keys.transpose(1, 2).reshape(b, -1, h, w)
+        up = self.mask_decoder.output_upscaling(src)  # (B, 32, 4h, 4w)
+        return (hyper @ up.flatten(2)).view(b, -1, *up.shape[-2:])

@@ -21,6 +21,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import nn
 
+from weaksam.sam.encoders import cpu_session
 from weaksam.sam.factored import FactoredPointDecoder, ImageTensors, point_embeddings
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ class OnnxPointDecoder:
         threads: int = 0,
         factored: bool = True,
     ) -> None:
-        import onnxruntime as ort
-
         self.factored: FactoredPointDecoder | None = None
         points = (torch.zeros(2, 1, 2), torch.ones(2, 1))
         module: nn.Module
@@ -99,12 +98,7 @@ class OnnxPointDecoder:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "point_decoder.onnx"
             export_point_decoder(module, (*image, *points), names, path)
-            options = ort.SessionOptions()
-            if threads > 0:
-                options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(path, threads)
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != names:  # a traced-away input would leave its feed unread
             raise RuntimeError(f"the exported decoder takes {inputs}, expected {names}")
