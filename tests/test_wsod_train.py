@@ -224,6 +224,54 @@ def test_dropblock_mask_and_adversarial_training(tiny: Path, tmp_path: Path) -> 
         assert not torch.equal(trained[key], initial[key]), f"{key} was not trained"
 
 
+@pytest.mark.parametrize(
+    ("block", "rows"),
+    # one seed at (3, 3) of a 7 x 7 map; block 3: rows and columns 2-4 dropped (centred);
+    # block 2: 3-4 (wetectron crops the extra row of an even window: the seed is the upper-left
+    # cell); block 4: 2-5
+    [(3, [2, 3, 4]), (2, [3, 4]), (4, [2, 3, 4, 5])],
+)
+def test_dropblock_block_around_a_seed(block: int, rows: list[int]) -> None:
+    cdb = ConcreteDropBlock(4, tau=0.3, pool_size=7, block=block, temperature=0.01)
+    seeds = torch.zeros(1, 1, 7, 7)
+    seeds[0, 0, 3, 3] = 1
+    keep = cdb.keep_from_seeds(seeds)
+    expected = torch.ones(1, 1, 7, 7)
+    expected[0, 0, rows[0] : rows[-1] + 1, rows[0] : rows[-1] + 1] = 0
+    assert torch.equal(keep, expected)
+    out = cdb.train()(torch.rand(5, 4, 7, 7))  # an even block no longer breaks the forward
+    assert out.shape == (5, 4, 7, 7)
+
+
+def test_dropblock_generator_forward_draws_afresh(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """METHOD.md 7.1: the generator's step follows "a fresh forward": new dropout and block
+    draws, not a replay of the detector's; and the same draws when the run is repeated."""
+    calls: list[tuple[int, torch.Tensor]] = []
+    original = ConcreteDropBlock.mask
+
+    def recording(self: ConcreteDropBlock, feats: torch.Tensor) -> torch.Tensor:
+        seed = torch.initial_seed()
+        keep = original(self, feats)
+        calls.append((seed, keep.detach().clone()))
+        return keep
+
+    monkeypatch.setattr(ConcreteDropBlock, "mask", recording)
+    cfg = small_cfg(iterations=1)  # one step of 2 images: 2 detector, then 2 generator forwards
+    # block 1 at tau 0.9: each cell dropped with p = sigmoid(.) x 0.9, about 0.45
+    cfg = replace(cfg, dropblock=replace(cfg.dropblock, enabled=True, tau=0.9, block_size=1))
+    _train(tiny, tmp_path / "a.pt", cfg)
+    first, calls[:] = list(calls), []
+    _train(tiny, tmp_path / "b.pt", cfg)
+    assert len(first) == 4
+    assert [s for s, _ in first] == [s for s, _ in calls]  # reproducible
+    for (seed_det, keep_det), (seed_gen, keep_gen) in zip(first[:2], first[2:], strict=True):
+        assert seed_det != seed_gen
+        assert keep_det.shape == keep_gen.shape  # the same image, its same proposals
+        assert not torch.equal(keep_det, keep_gen)
+
+
 def test_vgg16_oicr_structure() -> None:
     net = vgg16_oicr(pretrained=False)
     x = torch.rand(1, 3, 64, 96) * 255

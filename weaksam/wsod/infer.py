@@ -56,10 +56,12 @@ def passes(cfg: WsodConfig) -> list[tuple[int, bool]]:
 def tta_scores(
     model: WsodNet, image: torch.Tensor, rois: torch.Tensor, cfg: WsodConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Averaged (R, K) scores and (R, K, 4) boxes in the original image's pixels."""
+    """Averaged (R, K) scores and (R, K, 4) boxes in the original image's pixels. Each pass's
+    boxes are clipped to its own image before they are mapped back and averaged (wetectron's
+    post-processor clips every pass; clipping the average instead moves a box that one pass
+    regresses out of the image)."""
     model.eval()
     device = next(model.parameters()).device
-    _, h, w = image.shape
     score_sum = torch.zeros(rois.shape[0], model.num_classes)
     box_sum = torch.zeros(rois.shape[0], model.num_classes, 4)
     runs = passes(cfg)
@@ -67,16 +69,20 @@ def tta_scores(
         x, r, (sx, sy) = transform(image, rois, short, cfg.max_side, flip)
         out = model(x[None].to(device), r.to(device))
         scores, boxes = pass_scores(model, out, r.to(device))
-        boxes = boxes.float().cpu()
+        boxes = clip_boxes(boxes.float().cpu(), x.shape[-2], x.shape[-1])
         if flip:
             boxes = hflip_boxes(boxes, float(x.shape[-1]))
         score_sum += scores.float().cpu()
         box_sum += resize_boxes(boxes, 1.0 / sx, 1.0 / sy)
-    scores = score_sum / len(runs)
-    boxes = box_sum / len(runs)
-    boxes[..., 0::2] = boxes[..., 0::2].clamp(0, w)
-    boxes[..., 1::2] = boxes[..., 1::2].clamp(0, h)
-    return scores, boxes
+    return score_sum / len(runs), box_sum / len(runs)
+
+
+def clip_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """XYXY boxes (..., 4) clipped to an image of ``height`` x ``width`` pixels."""
+    out = boxes.clone()
+    out[..., 0::2] = out[..., 0::2].clamp(0, width)
+    out[..., 1::2] = out[..., 1::2].clamp(0, height)
+    return out
 
 
 def postprocess(scores: torch.Tensor, boxes: torch.Tensor, cfg: WsodConfig) -> ImageDetections:

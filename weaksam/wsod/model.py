@@ -49,14 +49,18 @@ class ConcreteDropBlock(nn.Module):
         self.gamma = tau / block**2
         self.block = block
         self.temperature = temperature
+        # wetectron's generator: convolutions without bias, Kaiming (fan-out) initialised
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, 2, 3, padding=1),
+            nn.Conv2d(channels, 2, 3, padding=1, bias=False),
             nn.BatchNorm2d(2),
         )
-        self.shortcut = nn.Conv2d(channels, 2, 1)
+        self.shortcut = nn.Conv2d(channels, 2, 1, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def mask(self, feats: torch.Tensor) -> torch.Tensor:
         """(R, C, s, s) -> (R, 1, s, s) keep-mask in {0, 1}; differentiable in the generator
@@ -66,7 +70,15 @@ class ConcreteDropBlock(nn.Module):
         p = torch.sigmoid(logits[:, :1]) * self.gamma
         probs = torch.cat((p, 1 - p), dim=1)
         seeds = F.gumbel_softmax(torch.log(probs + 1e-10), tau=self.temperature, hard=True, dim=1)
-        drop = F.max_pool2d(seeds[:, :1], self.block, stride=1, padding=self.block // 2)
+        return self.keep_from_seeds(seeds[:, :1])
+
+    def keep_from_seeds(self, seeds: torch.Tensor) -> torch.Tensor:
+        """(R, 1, s, s) seed map in {0, 1} -> keep-mask: 0 on the ``block`` x ``block`` block of
+        each seed (centred on it; for an even block, the seed is the upper-left of the centre
+        four cells)."""
+        drop = F.max_pool2d(seeds, self.block, stride=1, padding=self.block // 2)
+        if self.block % 2 == 0:  # an even window padded by block // 2 gives one row too many
+            drop = drop[:, :, :-1, :-1]
         return 1 - drop
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:

@@ -6,14 +6,16 @@
   gradients are summed with ``all_reduce`` before the step (NCCL on CUDA, gloo on the CPU). Every
   random draw (augmentation, dropout) is seeded by (seed, step, position), so 1 or N processes
   and a resumed run train the same model up to floating-point summation order.
-- Adam with L2 weight decay (not AdamW); biases at ``bias_lr_mult`` x the rate without decay;
-  refinement and regression layers at ``refine_lr_mult`` x (the head's own by default: OICR x10); linear warm-up from
+- Adam with L2 weight decay (not AdamW); biases at ``bias_lr_mult`` x the rate without decay
+  (OICR's refinement biases excepted, see ``param_groups``); refinement and regression layers at
+  ``refine_lr_mult`` x (the head's own by default: OICR x10); linear warm-up from
   ``warmup_factor``; x ``gamma`` at each of ``lr_steps``.
 - bf16 autocast on CUDA; the losses are computed in fp32.
 - A checkpoint every ``checkpoint_every`` steps, resumed from when present.
 - Optional Concrete DropBlock, trained adversarially: after the detector's step a fresh forward
-  and a step of the block generator on -``adversarial_weight`` x the loss, with a schedule of its
-  own (``dropblock_lr_factor``: MIST's VOC config multiplies its rate by 3 at the detector's steps).
+  (new dropout and block draws, the same images) and a step of the block generator on
+  -``adversarial_weight`` x the loss, with a schedule of its own (``dropblock_lr_factor``: MIST's
+  VOC config multiplies its rate by 3 at the detector's steps).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -140,13 +143,20 @@ def refine_lr_mult(cfg: WsodConfig, head: Head) -> float:
 def param_groups(
     named: list[tuple[str, nn.Parameter]], *, lr: float, cfg: WsodConfig, head: Head
 ) -> list[dict[str, Any]]:
-    """Weights at ``lr`` with weight decay, biases at ``bias_lr_mult`` x without; the refinement
-    and box layers take ``refine_lr_mult(cfg, head)`` on top, the backbone ``backbone_lr_mult``."""
+    """Weights at ``lr`` with weight decay, biases (parameters named ``bias``, as wetectron's
+    solver tells them; a BatchNorm scale is a weight) at ``bias_lr_mult`` x without; the
+    refinement and box layers take ``refine_lr_mult(cfg, head)`` on top, the backbone
+    ``backbone_lr_mult``.
+
+    OICR's refinement layers follow its mmcv optimiser: a parameter matched by the custom key
+    ``refine`` gets that key's rate and the normal decay and skips the bias rules, so their
+    biases run at x10 with decay, like their weights (MIST's, under wetectron's solver, get x2
+    and no decay on top of the multiplier)."""
     refine = refine_lr_mult(cfg, head)
     groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     for name, p in named:
-        is_bias = name.endswith(".bias") or p.dim() == 1
         is_refine = name.startswith(("refine.", "bbox_pred."))
+        is_bias = name.endswith(".bias") and not (is_refine and head == "oicr")
         is_backbone = name.startswith("backbone.")
         groups.setdefault((is_bias, is_refine, is_backbone), []).append(p)
     out = []
@@ -214,11 +224,30 @@ class _Run:
     compute: ComputeConfig
 
 
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed of forward ``draw`` of an image in a step (its dropout and DropBlock draws):
+    ``seed`` itself for the first, a hash of (seed, draw) for the next. The CPU generator keeps
+    only the low 32 bits of a seed, so they must differ there."""
+    if draw == 0:
+        return seed
+    state = np.random.SeedSequence([seed, draw]).generate_state(1, np.uint32)
+    return int(state[0])
+
+
 def _accumulate(
-    model: WsodNet, run: _Run, step: int, mine: list[tuple[int, int]], batch: int, sign: float
+    model: WsodNet,
+    run: _Run,
+    step: int,
+    mine: list[tuple[int, int]],
+    batch: int,
+    sign: float,
+    *,
+    draw: int = 0,
 ) -> tuple[float, dict[str, float]]:
     """Forward and backward this process's images ``mine`` (position, index) of one step, each
-    loss times sign / batch. Returns the summed loss and its parts over these images."""
+    loss times sign / batch. Returns the summed loss and its parts over these images. ``draw``
+    numbers the forwards of a step: each has its own dropout and DropBlock draws (the same
+    images and augmentation), reproducible on resumption."""
     device = next(model.parameters()).device
     model.train()
     total = 0.0
@@ -226,7 +255,7 @@ def _accumulate(
     for pos, i in mine:
         gen = torch.Generator().manual_seed(image_seed(run.seed, step, pos))
         sample = training_image(run.rows[i], run.proposals, run.num_classes, run.cfg, gen)
-        torch.manual_seed(image_seed(run.seed, step, pos))  # dropout and DropBlock draws
+        torch.manual_seed(draw_seed(image_seed(run.seed, step, pos), draw))
         rois = sample.rois.to(device)
         with autocast(run.compute, device):
             out = model(sample.image[None].to(device), rois)
@@ -289,9 +318,10 @@ def train_wsod(
         loss_sum = ddp.sum_value(loss_sum)
         _step(opt, ddp, [p for _, p in detector])
         if opt_cdb is not None and model.dropblock is not None:
-            # The generator's turn: a fresh forward, ascending the detector's loss.
+            # The generator's turn: a fresh forward (new draws), ascending the detector's loss.
             opt_cdb.zero_grad(set_to_none=True)
-            _accumulate(model, run, step, mine, len(batch), -cfg.dropblock.adversarial_weight)
+            weight = -cfg.dropblock.adversarial_weight
+            _accumulate(model, run, step, mine, len(batch), weight, draw=1)
             _step(opt_cdb, ddp, list(model.dropblock.parameters()))
         return StepResult(loss_sum, parts=parts)
 
