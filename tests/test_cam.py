@@ -106,3 +106,56 @@ def test_border_padding_is_cropped_back_exactly() -> None:
         model, img, replace(CamConfig(), scales=(1.0,), border_pad=8), labels=[0]
     )
     assert np.allclose(plain.cams, padded.cams, atol=1e-6)
+
+
+def test_cam_cells_are_placed_at_their_receptive_field_centre() -> None:
+    """A stride-16 backbone of four TensorFlow "same" convolutions (3 x 3, stride 2, each a delta
+    on its centre tap, as EfficientNet-Lite0 pads them): on an even side, output j of each reads
+    input 2j + 1, so cell j reads pixel 16j + 15 (Backbone.cell_offset 15). A 64 x 64 image with
+    a red square on rows and columns 24-39: only cell (1, 1), reading pixel 31, sees it. Its CAM
+    must peak at pixel 31 (upsampling as if cell j sat on 16j + 7.5 would peak at 23-24, left of
+    and above the square)."""
+    from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+
+    convs = []
+    for _ in range(4):
+        conv = Conv2dDynamicSamePadding(1, 1, 3, stride=2, bias=False)
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+        convs.append(conv)
+    body = torch.nn.Sequential(RedChannel(), *convs)
+    backbone = Backbone(
+        body,
+        channels=1,
+        stride=16,
+        mean=(0.0, 0.0, 0.0),
+        std=(255.0, 255.0, 255.0),
+        cell_offset=15,
+        size_multiple=16,
+    )
+    model = CamClassifier(backbone, 1)
+    with torch.no_grad():
+        model.head.weight.fill_(1.0)
+        model.head.bias.zero_()
+    img = torch.zeros(3, 64, 64)
+    img[0, 24:40, 24:40] = 255.0
+    cfg = replace(CamConfig(), scales=(1.0,), flip=False, border_pad=0)
+    cams = multiscale_cams(model.eval(), img, cfg, labels=[0]).cams[0]
+    y, x = np.unravel_index(int(cams.argmax()), cams.shape)
+    assert (y, x) == (31, 31)
+    assert cams[31, 31] == pytest.approx(1.0) and cams[15, 15] == pytest.approx(0.0)
+    assert cams[23, 31] == pytest.approx(0.5)  # half-way between cells (0, 1) and (1, 1)
+
+
+def test_downscaled_passes_are_antialiased() -> None:
+    """Columns 0, 255, 0, 255, 0, 255 shrunk to 2: point-sampling bicubic reads pixels 1 and 4
+    exactly (255 and 0, all the stripes' energy in one column); an antialiased (widened) filter
+    averages each half to about 127 (PIL, as the reference resizes, gives 114 and 141)."""
+    from weaksam.cam.extract import _resize
+
+    img = torch.zeros(3, 1, 6)
+    img[:, :, 1::2] = 255.0
+    out = _resize(img, (1, 2))[0, 0, 0]
+    assert abs(float(out[0]) - float(out[1])) < 64
+    assert 64 < float(out.mean()) < 192
