@@ -138,6 +138,8 @@ def test_paper_configs_inherit_nothing_from_the_cpu_demo(name: str) -> None:
     # the paper's own values
     assert paper.proposals.keep_multimask == (1, 2)
     assert paper.cam.max_rotation == 0 and paper.cam.backbone_lr_mult > 0
+    # detectron2's Base-RCNN-FPN keeps 1,000 RPN boxes per training image (torchvision 2,000)
+    assert paper.retrain.sizes.rpn_post_nms_train == 1000
     assert paper.cam.test_class_threshold == 0.5  # not the demo's, tuned on its folds
     assert paper.wsod.backbone_lr_mult == 1.0 and paper.retrain.backbone_lr_mult == 1.0
     assert paper.retrain.sizes.rois_per_image == 512

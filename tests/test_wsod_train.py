@@ -389,6 +389,20 @@ def test_run_stage_under_torchrun_matches_one_process(tiny: Path, tmp_path: Path
     # AVX-512 machine, where a wrong share or sum differs by the size of an update
     for k in models[1]:
         torch.testing.assert_close(models[1][k], models[2][k], rtol=1e-4, atol=1e-4)
+    # the log shows the whole batch's loss and loss parts, not process 0's half of them
+    logs = {}
+    for n in (1, 2):
+        header, *rows = (tmp_path / f"p{n}" / "train_log.tsv").read_text().splitlines()
+        names = header.split("\t")
+        logs[n] = [dict(zip(names, row.split("\t"), strict=True)) for row in rows]
+    assert len(logs[1]) == len(logs[2]) == 2
+    for one, two in zip(logs[1], logs[2], strict=True):
+        assert float(two["loss"]) == pytest.approx(float(one["loss"]), rel=1e-3)
+        parts_one = dict(kv.split("=") for kv in one["parts"].split())
+        parts_two = dict(kv.split("=") for kv in two["parts"].split())
+        assert parts_one.keys() == parts_two.keys() and parts_one
+        for name, value in parts_one.items():
+            assert float(parts_two[name]) == pytest.approx(float(value), rel=1e-3, abs=2e-4)
 
 
 def test_run_stage_rejects_a_bad_target_before_starting_processes(tmp_path: Path) -> None:

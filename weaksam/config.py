@@ -265,8 +265,10 @@ class RoiDropConfig:
 
 @dataclass(frozen=True)
 class DetectorSizesConfig:
-    """How much work the RPN and the RoI heads do per image. The defaults are torchvision's (and
-    the paper's); the embedded CPU config shrinks them, which changes speed, not the method."""
+    """How much work the RPN and the RoI heads do per image. The defaults are torchvision's; the
+    paper configs keep them but for the reference's 1,000 RPN boxes after NMS in training
+    (detectron2's Base-RCNN-FPN; torchvision's 2,000); the embedded CPU config shrinks them,
+    which changes speed, not the method."""
 
     rpn_post_nms_train: int = 2000
     rpn_post_nms_test: int = 1000

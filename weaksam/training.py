@@ -75,6 +75,19 @@ class Distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t[0])
 
+    def sum_parts(self, parts: Mapping[str, float]) -> dict[str, float]:
+        """Named values (a step's loss parts) summed over the processes; a name that some
+        process lacks (it had no image this step) counts 0 there."""
+        if self.world == 1:
+            return dict(parts)
+        gathered: list[dict[str, float]] = [{} for _ in range(self.world)]
+        dist.all_gather_object(gathered, dict(parts))
+        out: dict[str, float] = {}
+        for one in gathered:
+            for name, value in one.items():
+                out[name] = out.get(name, 0.0) + value
+        return out
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()

@@ -412,7 +412,8 @@ def train_transformer(
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        return StepResult(ddp.sum_value(total), columns=(objects,), parts=parts)
+        objects = round(ddp.sum_value(objects))  # the whole batch's, as the loss and parts
+        return StepResult(ddp.sum_value(total), columns=(objects,), parts=ddp.sum_parts(parts))
 
     def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
         optimizer = None if opts is None else opts["optimizer"]

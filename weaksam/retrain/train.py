@@ -279,7 +279,9 @@ def train_detector(
             foreground += heads.last_foreground
         ddp.sum_gradients([p for g in opt.param_groups for p in g["params"]])
         opt.step()
-        return StepResult(ddp.sum_value(total), columns=(dropped, foreground), parts=parts)
+        # every process's share: the loss, the RoI counts and the parts of the whole batch
+        counts = (round(ddp.sum_value(dropped)), round(ddp.sum_value(foreground)))
+        return StepResult(ddp.sum_value(total), columns=counts, parts=ddp.sum_parts(parts))
 
     def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
         optimizer = None if opts is None else opts["optimizer"]

@@ -323,7 +323,7 @@ def train_wsod(
             weight = -cfg.dropblock.adversarial_weight
             _accumulate(model, run, step, mine, len(batch), weight, draw=1)
             _step(opt_cdb, ddp, list(model.dropblock.parameters()))
-        return StepResult(loss_sum, parts=parts)
+        return StepResult(loss_sum, parts=ddp.sum_parts(parts))  # the whole batch's parts
 
     def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
         save_checkpoint(
