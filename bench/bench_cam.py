@@ -1,11 +1,9 @@
 """CAM extraction speed on this machine: images per second of ``multiscale_cams`` (EfficientNet-
 Lite0, scales 1.0 / 0.8 / 1.2 with flips = 6 passes), against a reference written the public
 code's way in the same run: each of the 6 passes run separately, all C class maps upsampled to
-the image and multiplied by the class mask. Rows with the default border_pad show its cost.
-max_abs_difference is not ~0 even at border_pad 0: weaksam places each feature cell at its
-receptive field's centre (7.5 pixels right and down of the reference's place for
-EfficientNet-Lite0 at stride 16) and antialiases the 0.8 pass, the reference does neither.
-Writes bench/results/cam.json.
+the image and multiplied by the class mask. Rows with border_pad 0 compare like with like
+(max_abs_difference should be ~0); rows with the default border_pad show its cost. Writes
+bench/results/cam.json.
 
     .venv/bin/python bench/bench_cam.py [--sizes 256 512] [--classes 20] [--images 6]
 """

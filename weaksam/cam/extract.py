@@ -1,10 +1,8 @@
 """Stage A inference: multi-scale, flipped CAMs per image (METHOD.md section 2.3).
 
-For each scale (the first, 1.0, defines the output size) the image is resized bicubically (with
-antialiasing when it shrinks, as PIL's resize of the reference) and run as is and flipped; each
-CAM (ReLU of the head's maps) is interpolated bilinearly to the pixels, each feature cell at the
-centre of its receptive field (``Backbone.cell_offset``), then resized to the image size; the
-flipped ones are flipped back, and all passes are summed. Only the image's classes are kept:
+For each scale (the first, 1.0, defines the output size) the image is resized bicubically and run
+as is and flipped; each CAM (ReLU of the head's maps) is upsampled bilinearly to the image size,
+the flipped ones are flipped back, and all passes are summed. Only the image's classes are kept:
 its labels on the training split, the classifier's predictions (probability of the unflipped
 first pass >= ``test_class_threshold``) on evaluation splits, never the ground truth there.
 Each kept map is min-max normalised to [0, 1] (eps 1e-8) and stored as float16.
@@ -44,66 +42,20 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(3, H, W) -> (1, 3, h, w) bicubic, clamped to [0, 255]."""
     if tuple(image.shape[1:]) == size:
         return image[None]
-    out = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False, antialias=True)
-    return out.clamp(0, 255)
-
-
-def cells_to_pixels(
-    raw: torch.Tensor,
-    *,
-    stride: int,
-    offset: float,
-    top: int,
-    left: int,
-    height: int,
-    width: int,
-) -> torch.Tensor:
-    """Bilinear maps (P, C, height, width) at pixel indices ``top ..``, ``left ..`` of the input
-    from feature maps (P, C, h, w) whose cell j is centred on pixel ``offset + stride * j``
-    (pixels beyond the first or last cell centre take its value)."""
-    _, _, h, w = raw.shape
-
-    def axis(start: int, n: int, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The two cells each pixel reads and the second one's weight (separable bilinear)."""
-        u = ((torch.arange(start, start + n, dtype=torch.float64) - offset) / stride).clamp(
-            0, cells - 1
-        )
-        lo = u.floor().long()
-        hi = (lo + 1).clamp(max=cells - 1)
-        frac = (u - lo).to(raw.dtype)
-        return lo.to(raw.device), hi.to(raw.device), frac.to(raw.device)
-
-    y0, y1, fy = axis(top, height, h)
-    x0, x1, fx = axis(left, width, w)
-    rows = raw[..., y0, :] * (1 - fy)[:, None] + raw[..., y1, :] * fy[:, None]  # (P, C, height, w)
-    return rows[..., x0] * (1 - fx) + rows[..., x1] * fx
+    return F.interpolate(image[None], size=size, mode="bicubic", align_corners=False).clamp(0, 255)
 
 
 def _padded_cams(model: CamClassifier, batch: torch.Tensor, pad: int) -> torch.Tensor:
-    """Raw CAMs (P, C, h, w) of a batch at its own pixels. Its borders are extended by reflection
-    (``pad`` pixels, so zero "same" padding does not light up the borders), its right and bottom
-    sides up to a multiple of the backbone's ``size_multiple``, and each feature cell is placed at
-    the centre of its receptive field (``Backbone.cell_offset``), not at the centre of its
-    stride x stride patch: for EfficientNet-Lite0 at stride 16 that is 7.5 pixels right and down."""
-    backbone = model.backbone
+    """Raw CAMs (P, C, h, w) of a batch whose borders are extended by reflection (``pad`` pixels,
+    cropped off again in feature cells), so zero "same" padding does not light up the borders."""
+    if pad <= 0:
+        return model.cams(batch)
     _, _, h, w = batch.shape
-    p = max(0, min(pad, h - 1, w - 1))
-    m = backbone.size_multiple
-    extra_h, extra_w = -(h + 2 * p) % m, -(w + 2 * p) % m
-    pads = (p, p + extra_w, p, p + extra_h)
-    if any(pads):
-        mode = "reflect" if p + extra_h < h and p + extra_w < w else "replicate"
-        batch = F.pad(batch, pads, mode=mode)
-    raw = model.cams(batch)  # (P, C, h', w')
-    return cells_to_pixels(
-        raw,
-        stride=backbone.stride,
-        offset=backbone.cell_offset,
-        top=p,
-        left=p,
-        height=h,
-        width=w,
-    )
+    p = min(pad, h - 1, w - 1)
+    raw = model.cams(F.pad(batch, (p, p, p, p), mode="reflect"))  # (P, C, h', w')
+    # Upsample to the padded size and crop back to the image area.
+    full = F.interpolate(raw, size=(h + 2 * p, w + 2 * p), mode="bilinear", align_corners=False)
+    return full[..., p : p + h, p : p + w]
 
 
 def min_max_normalise(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

