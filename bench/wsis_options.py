@@ -4,8 +4,9 @@ METHOD.md (section 11) leaves two steps optional: keep the mask's largest connec
 (``wsis.largest_component``) and clip it to its prompt box (``wsis.clip_to_box``). For each
 finished results folder given, every trainval image with pseudo boxes is embedded once; its PGT
 boxes go through ``masks_for_boxes`` (the workflow's own path) once per combination of the two
-options, so the four sets come from the same embedding, and each set is scored as the ``wsis_quality`` rule scores it: the mean IoU of each pseudo
-mask with the ground-truth mask of its class that it overlaps most. Writes
+options, so the four sets come from the same embedding, and each set is scored as the
+``wsis_quality`` rule scores it: the mean IoU of each pseudo mask with the ground-truth mask of
+its class that it overlaps most. Writes
 ``bench/results/wsis_options_<name>.json``.
 
     .venv/bin/python bench/wsis_options.py config/config.yaml \\

@@ -397,7 +397,8 @@ def train_transformer(
                 assert isinstance(cfg, Mask2FormerConfig)
                 examples.append(lsj_example(items[i], cfg, gen))
         objects = sum(len(e.labels) for e in examples)
-        everyone = max(ddp.sum_value(float(objects)), 1.0)
+        batch_objects = ddp.sum_value(float(objects))  # every process's
+        everyone = max(batch_objects, 1.0)
         total = 0.0
         parts: dict[str, float] = {}
         for chunk in range(0, len(examples), cfg.images_per_forward):
@@ -412,8 +413,9 @@ def train_transformer(
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        objects = round(ddp.sum_value(objects))  # the whole batch's, as the loss and parts
-        return StepResult(ddp.sum_value(total), columns=(objects,), parts=ddp.sum_parts(parts))
+        # the whole batch's objects, loss and parts
+        columns = (round(batch_objects),)
+        return StepResult(ddp.sum_value(total), columns=columns, parts=ddp.sum_parts(parts))
 
     def save(path: Path, step: int, opts: Mapping[str, torch.optim.Optimizer] | None) -> None:
         optimizer = None if opts is None else opts["optimizer"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from weaksam.config import WsodConfig
 from weaksam.wsod.boxes import decode, hflip_boxes, resize_boxes
@@ -69,20 +69,12 @@ def tta_scores(
         x, r, (sx, sy) = transform(image, rois, short, cfg.max_side, flip)
         out = model(x[None].to(device), r.to(device))
         scores, boxes = pass_scores(model, out, r.to(device))
-        boxes = clip_boxes(boxes.float().cpu(), x.shape[-2], x.shape[-1])
+        boxes = clip_boxes_to_image(boxes.float().cpu(), (x.shape[-2], x.shape[-1]))
         if flip:
             boxes = hflip_boxes(boxes, float(x.shape[-1]))
         score_sum += scores.float().cpu()
         box_sum += resize_boxes(boxes, 1.0 / sx, 1.0 / sy)
     return score_sum / len(runs), box_sum / len(runs)
-
-
-def clip_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """XYXY boxes (..., 4) clipped to an image of ``height`` x ``width`` pixels."""
-    out = boxes.clone()
-    out[..., 0::2] = out[..., 0::2].clamp(0, width)
-    out[..., 1::2] = out[..., 1::2].clamp(0, height)
-    return out
 
 
 def postprocess(scores: torch.Tensor, boxes: torch.Tensor, cfg: WsodConfig) -> ImageDetections:
