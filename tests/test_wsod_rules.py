@@ -363,6 +363,17 @@ def test_postprocess_nms_per_class_and_top_k() -> None:
     assert [(c, round(s, 3)) for c, s in got] == [(0, 0.9), (1, 0.5), (0, 0.3)]
 
 
+def test_postprocess_drops_boxes_clipped_to_no_area() -> None:
+    # 4 proposals, 1 class, max 2 per image. r0 (0.9) was clipped to a line (x1 = x2 = 0) and r1
+    # (0.8) to a point: both dropped, so the 2 places go to r2 (0.5) and r3 (0.4), which do not
+    # overlap. Kept, r0 and r1 would have filled both places.
+    boxes = t([[0, 0, 0, 10], [5, 5, 5, 5], [0, 0, 10, 10], [20, 20, 30, 30]])[:, None, :]
+    scores = t([[0.9], [0.8], [0.5], [0.4]])
+    dets = postprocess(scores, boxes.clone(), WsodConfig(test_nms=0.3, max_per_image=2))
+    assert dets.scores.tolist() == pytest.approx([0.5, 0.4])
+    assert dets.boxes.tolist() == [[0, 0, 10, 10], [20, 20, 30, 30]]
+
+
 def test_vgg16_fc6_fc7_start_from_the_weight_file(tmp_path: Path) -> None:
     from torch import nn
 

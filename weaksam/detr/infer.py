@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.ops import clip_boxes_to_image
 
 from weaksam.config import DinoConfig, Mask2FormerConfig
 from weaksam.detr.train import pad_batch, pad_fill
@@ -32,10 +33,7 @@ def _scaled(image: torch.Tensor, size: int, max_size: int) -> tuple[torch.Tensor
 
 
 def _to_image(boxes: torch.Tensor, scale: float, height: int, width: int) -> torch.Tensor:
-    out = boxes / scale
-    out[:, 0::2] = out[:, 0::2].clamp(0, width)
-    out[:, 1::2] = out[:, 1::2].clamp(0, height)
-    return out
+    return clip_boxes_to_image(boxes / scale, (height, width))
 
 
 @torch.no_grad()

@@ -84,6 +84,9 @@ def postprocess(scores: torch.Tensor, boxes: torch.Tensor, cfg: WsodConfig) -> I
     flat_scores, flat_boxes = scores.reshape(-1), boxes.reshape(-1, 4)
     keep = flat_scores > cfg.test_score_thresh
     flat_scores, flat_boxes, labels = flat_scores[keep], flat_boxes[keep], labels[keep]
+    # Boxes clipped to no area are dropped (wetectron keeps them): such a box overlaps nothing, so
+    # it suppresses nothing in the NMS and can only take a place among max_per_image and count as
+    # a false positive.
     nonempty = (flat_boxes[:, 2] > flat_boxes[:, 0]) & (flat_boxes[:, 3] > flat_boxes[:, 1])
     flat_scores, flat_boxes, labels = flat_scores[nonempty], flat_boxes[nonempty], labels[nonempty]
     kept = batched_nms(flat_boxes, flat_scores, labels, cfg.test_nms)[: cfg.max_per_image]
