@@ -75,6 +75,14 @@ def test_cross_field_rules() -> None:
         load_config({"dataset": {"name": "v", "format": "voc"}})
     with pytest.raises(ConfigError, match="equal"):
         load_config(minimal(train_split="a", test_split="a"))
+    for backbone, stride in (("vgg16_oicr", 16), ("efficientnet_lite0", 8)):
+        with pytest.raises(ConfigError, match=r"wsod\.output_stride"):
+            load_config({**minimal(), "wsod": {"backbone": backbone, "output_stride": stride}})
+    with pytest.raises(ConfigError, match=r"proposals\.max_area_fraction"):
+        load_config({**minimal(), "proposals": {"max_area_fraction": 1.5}})
+    cfg = load_config({**minimal(), "proposals": {"max_area_fraction": 0.6}})
+    assert cfg.proposals.max_area_fraction == 0.6
+    assert load_config(minimal()).proposals.max_area_fraction is None  # METHOD.md: no cap
 
 
 def test_conda_env_pins_match_requirements() -> None:

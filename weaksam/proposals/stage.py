@@ -166,7 +166,11 @@ def recall_stage(
     frame = read_manifest(manifest_path).split(split)
     gt = load_ground_truth(gt_path)
     gt_sets, prop_sets = [], []
-    with ProposalReader(store_path, min_side=cfg.proposals.min_side) as reader:
+    with ProposalReader(
+        store_path,
+        min_side=cfg.proposals.min_side,
+        max_area_fraction=cfg.proposals.max_area_fraction,
+    ) as reader:
         for row in frame.itertuples():
             sel = (gt.box_image_ids == int(row.coco_id)) & ~gt.crowd
             gt_sets.append(gt.boxes[sel])
@@ -175,7 +179,14 @@ def recall_stage(
     result = proposal_recall(
         gt_sets, prop_sets, n_values=cfg.evaluation.recall_n, iou_thresholds=(0.5, 0.7)
     )
-    result.update({"method": method, "split": split, "min_side": cfg.proposals.min_side})
+    result.update(
+        {
+            "method": method,
+            "split": split,
+            "min_side": cfg.proposals.min_side,
+            "max_area_fraction": cfg.proposals.max_area_fraction,
+        }
+    )
     write_json(out, result, indent=2)
     logger.info("recall %s %s: %s", method, split, result)
 

@@ -41,10 +41,16 @@ class LoadedProposals:
 
 class ProposalReader(StoreReader):
     def __init__(
-        self, path: str | Path, *, config_digest: str | None = None, min_side: float = 0.0
+        self,
+        path: str | Path,
+        *,
+        config_digest: str | None = None,
+        min_side: float = 0.0,
+        max_area_fraction: float | None = None,
     ) -> None:
         super().__init__(path, kind=PROPOSAL_STORE_KIND, config_digest=config_digest)
         self.min_side = min_side
+        self.max_area_fraction = max_area_fraction
 
     def raw(self, image_id: str) -> LoadedProposals:
         g = self[image_id]
@@ -54,7 +60,13 @@ class ProposalReader(StoreReader):
         """One image's proposals after the load-time filters (clip, minimum side, dedup)."""
         p = self.raw(image_id)
         b, s, src = filter_proposals(
-            p.boxes, p.scores, p.source, width=width, height=height, min_side=self.min_side
+            p.boxes,
+            p.scores,
+            p.source,
+            width=width,
+            height=height,
+            min_side=self.min_side,
+            max_area_fraction=self.max_area_fraction,
         )
         return LoadedProposals(b, s, src)
 
@@ -63,6 +75,6 @@ class ProposalReader(StoreReader):
         p = self.load(image_id, width, height)
         if len(p.boxes) == 0:
             raise StoreError(
-                f"{self.path}: image {image_id!r} has no proposals after the load filters (min side {self.min_side})"
+                f"{self.path}: image {image_id!r} has no proposals after the load filters (min side {self.min_side}, max area fraction {self.max_area_fraction})"
             )
         return p

@@ -32,6 +32,7 @@ _TRAIN = RuleKeys(
         "wsod.pca_lighting",
         "wsod.dropblock",
         "proposals.min_side",
+        "proposals.max_area_fraction",
         "assets.vgg16",
         "compute.seed",
         "compute.precision",
@@ -47,6 +48,7 @@ _DETECT = RuleKeys(
         "wsod.max_side",
         "wsod.max_proposals",
         "proposals.min_side",
+        "proposals.max_area_fraction",
     )
 )
 METRICS = RuleKeys(("evaluation.iou", "evaluation.plus_one"))

@@ -90,15 +90,19 @@ class ProposalSource:
         digest: str | None,
         min_side: float,
         max_proposals: int | None,
+        max_area_fraction: float | None = None,
     ) -> None:
         self.path, self.digest, self.min_side = Path(path), digest, min_side
-        self.max_proposals = max_proposals
+        self.max_proposals, self.max_area_fraction = max_proposals, max_area_fraction
         self._reader: ProposalReader | None = None
 
     def boxes(self, image_id: str, width: int, height: int) -> np.ndarray:
         if self._reader is None:
             self._reader = ProposalReader(
-                self.path, config_digest=self.digest, min_side=self.min_side
+                self.path,
+                config_digest=self.digest,
+                min_side=self.min_side,
+                max_area_fraction=self.max_area_fraction,
             )
         boxes = self._reader.require_nonempty(image_id, width, height).boxes
         return boxes[: self.max_proposals] if self.max_proposals else boxes

@@ -74,6 +74,7 @@ def train_stage(
         digest=digest,
         min_side=cfg.proposals.min_side,
         max_proposals=cfg.wsod.max_proposals,
+        max_area_fraction=cfg.proposals.max_area_fraction,
     )
     frame, skipped = trainable_images(
         manifest.split(cfg.dataset.train_split), proposals, on_bad_image=cfg.dataset.on_bad_image
@@ -140,6 +141,7 @@ def detect_stage(
         digest=digest,
         min_side=cfg.proposals.min_side,
         max_proposals=wcfg.max_proposals,
+        max_area_fraction=cfg.proposals.max_area_fraction,
     )
     frame = manifest.split(split)
     results: list[dict[str, Any]] = []
