@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -53,3 +54,17 @@ def machine_info() -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d"),
         "commit": commit(),
     }
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated numbers, ``0.3,0.5`` -> ``(0.3, 0.5)``."""
+    return tuple(float(t) for t in text.split(","))
+
+
+def variant_record(out: Path, **meta: Any) -> dict[str, Any]:
+    """A tuning script's record: the one at ``out`` kept and extended (its ``variants`` stay),
+    with ``meta`` and the machine block updated."""
+    record: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    record.update({**meta, "machine": machine_info()})
+    record.setdefault("variants", {})
+    return record

@@ -30,7 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import machine_info  # noqa: E402
+from bench.machine import float_list, variant_record  # noqa: E402
 from weaksam.cam.extract import multiscale_cams  # noqa: E402
 from weaksam.cam.imaging import to_tensor  # noqa: E402
 from weaksam.cam.peaks import peak_points  # noqa: E402
@@ -173,7 +173,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--thresholds",
-        type=lambda text: tuple(float(t) for t in text.split(",")),
+        type=float_list,
         default=(),
         help="comma-separated cam.test_class_threshold values to judge as well",
     )
@@ -185,9 +185,7 @@ def main() -> None:
     gt = load_ground_truth(results_dir / "gt" / f"{cfg.dataset.train_split}.json")
     variants = dict(v.split("=", 1) for v in args.variant) or {"config": "{}"}
     out = args.out or REPO / "bench" / "results" / f"tune_cam_{cfg.dataset.name}.json"
-    record: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    record.update({"config": args.config, "folds": args.folds, "machine": machine_info()})
-    record.setdefault("variants", {})
+    record = variant_record(out, config=args.config, folds=args.folds)
     for name, text in variants.items():
         print(f"variant {name}: {text}", flush=True)
         record["variants"][name] = run_variant(

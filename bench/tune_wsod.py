@@ -26,19 +26,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import machine_info  # noqa: E402
+from bench.machine import float_list, variant_record  # noqa: E402
 from weaksam.config import (  # noqa: E402
     WeaksamConfig,
     load_config,
     merge_config,
     read_config_file,
 )
-from weaksam.evaluation.cocofiles import load_detections, load_ground_truth  # noqa: E402
+from weaksam.evaluation.cocofiles import (  # noqa: E402
+    detections_from_list,
+    load_ground_truth,
+)
 from weaksam.evaluation.corloc import corloc  # noqa: E402
 from weaksam.h5store import StoreReader  # noqa: E402
 from weaksam.pgt.adaptive import PgtParams  # noqa: E402
@@ -55,25 +58,24 @@ def judge(
     split = cfg.dataset.train_split
     gt_path = results / "gt" / f"{split}.json"
     gt = load_ground_truth(gt_path)
-    cl = corloc(gt, load_detections(detections, gt), iou=cfg.evaluation.iou)
-    per_class: dict[str, dict[str, float]] = cl["per_class"]  # type: ignore[assignment]
     dets = json.loads(detections.read_text())
+    cl = corloc(gt, detections_from_list(dets, gt, source=str(detections)), iou=cfg.evaluation.iou)
+    per_class: dict[str, dict[str, float]] = cl["per_class"]  # type: ignore[assignment]
+
+    def pgt_figures(mode: Literal["adaptive", "top1"], t_keep: float) -> dict[str, float]:
+        params = PgtParams(mode, t_keep, cfg.pgt.t_con, cfg.pgt.subtract_min)
+        pgt = build_pgt(str(results / "manifest.parquet"), dets, split, params)
+        q = pgt_quality(gt, pgt, iou=cfg.evaluation.iou)
+        return {k: q[k] for k in ("precision", "recall", "boxes_per_image")}
+
     out: dict[str, Any] = {
         "corloc": cl["corloc"],
         "corloc_per_class": {k: v["corloc"] for k, v in per_class.items()},
+        "pgt_adaptive": pgt_figures("adaptive", cfg.pgt.t_keep),
+        "pgt_top1": pgt_figures("top1", cfg.pgt.t_keep),
     }
-    for mode in ("adaptive", "top1"):
-        params = PgtParams(mode, cfg.pgt.t_keep, cfg.pgt.t_con, cfg.pgt.subtract_min)
-        pgt = build_pgt(str(results / "manifest.parquet"), dets, split, params)
-        q = pgt_quality(gt, pgt, iou=cfg.evaluation.iou)
-        out[f"pgt_{mode}"] = {k: q[k] for k in ("precision", "recall", "boxes_per_image")}
-    for t_keep in t_keeps:
-        params = PgtParams("adaptive", t_keep, cfg.pgt.t_con, cfg.pgt.subtract_min)
-        pgt = build_pgt(str(results / "manifest.parquet"), dets, split, params)
-        q = pgt_quality(gt, pgt, iou=cfg.evaluation.iou)
-        out.setdefault("pgt_adaptive_by_t_keep", {})[str(t_keep)] = {
-            k: q[k] for k in ("precision", "recall", "boxes_per_image")
-        }
+    if t_keeps:
+        out["pgt_adaptive_by_t_keep"] = {str(t): pgt_figures("adaptive", t) for t in t_keeps}
     return out
 
 
@@ -135,7 +137,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--t-keep",
-        type=lambda text: tuple(float(t) for t in text.split(",")),
+        type=float_list,
         default=(),
         help="comma-separated pgt.t_keep values to judge the adaptive PGT at as well",
     )
@@ -152,9 +154,7 @@ def main() -> None:
     results = REPO / "results" / cfg.dataset.name
     variants = dict(v.split("=", 1) for v in args.variant) or {"config": "{}"}
     out = args.out or REPO / "bench" / "results" / f"tune_wsod_{cfg.dataset.name}.json"
-    record: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    record.update({"config": args.config, "head": head, "machine": machine_info()})
-    record.setdefault("variants", {})
+    record = variant_record(out, config=args.config, head=head)
     for name, text in variants.items():
         print(f"variant {name}: {text or 'the workflow detections'}", flush=True)
         if text:

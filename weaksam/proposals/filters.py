@@ -23,7 +23,7 @@ def filter_proposals(
 
     The area cap is not in METHOD.md (whose proposals keep every box): a CPU-config option for
     data whose objects are known to be small, where SAM's background masks give boxes around
-    the whole image that multiple-instance training then prefers (README, Deviations)."""
+    the whole image that multiple-instance training then prefers (README, Stages)."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     clipped = np.clip(b, 0, [width, height, width, height]).astype(np.float32)
     w, h = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]

@@ -57,7 +57,8 @@ class ProposalReader(StoreReader):
         return LoadedProposals(g["boxes"][()], g["scores"][()], g["source"][()])
 
     def load(self, image_id: str, width: int, height: int) -> LoadedProposals:
-        """One image's proposals after the load-time filters (clip, minimum side, dedup)."""
+        """One image's proposals after the load-time filters (clip, minimum side, the optional
+        area cap, dedup)."""
         p = self.raw(image_id)
         b, s, src = filter_proposals(
             p.boxes,
