@@ -8,7 +8,9 @@ variant (config sections and keys merged over the config files, e.g.
 ``--masks``) of the other images exactly as the ``retrain_train`` / ``maskrcnn_train`` rules train
 it, run on the held-out images as ``retrain_detect`` runs it, and judged there: AP50 (11-point and
 area), and mask AP50 for Mask R-CNN. Results, with the machine and the seconds each run took, go to
-``bench/results/tune_retrain_<dataset>.json`` (kept and extended).
+``bench/results/tune_retrain_<dataset>.json`` (``tune_maskrcnn_<dataset>.json`` with ``--masks``),
+kept and extended: a variant's folds from earlier runs are kept only while its resolved settings
+and the number of folds are the same, so a rerun after a config change starts the variant anew.
 
     .venv/bin/snakemake results/shapes/gt/trainval.json --profile profiles/local \
         --configfile config/examples/shapes.yaml                            # the ground truth
@@ -23,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import variant_record  # noqa: E402
 from weaksam.cam.imaging import to_tensor  # noqa: E402
+from weaksam.compute import select_device  # noqa: E402
 from weaksam.config import (  # noqa: E402
     WeaksamConfig,
     load_config,
@@ -91,10 +95,11 @@ def run_fold(
         )
         trained = time.perf_counter() - t0
         torch.set_num_threads(max(1, threads))
-        model, _, _, _ = load_detector(model_path, torch.device("cpu"))
+        device = select_device(cfg.compute)
+        model, _, _, _ = load_detector(model_path, device)
         dets: list[dict[str, Any]] = []
         for im in test["images"]:
-            image = to_tensor(load_rgb(Path(im["file_name"]))) / 255.0
+            image = (to_tensor(load_rgb(Path(im["file_name"]))) / 255.0).to(device)
             dets.extend(coco_results(detect(model, image, rcfg), int(im["id"])))
     gt = ground_truth_from_dict(test, source=f"fold {fold}")
     metrics = evaluate_detections(
@@ -113,8 +118,8 @@ def run_fold(
         "train_seconds": trained,
         "seconds": time.perf_counter() - t0,
     }
-    if masks:
-        out["mask_ap50"] = metrics["coco_segm"]["AP50"]
+    if masks:  # no mask among the detections: no mask AP
+        out["mask_ap50"] = metrics.get("coco_segm", {}).get("AP50", float("nan"))
     return out
 
 
@@ -125,7 +130,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=2, help="folds of the training split")
     ap.add_argument("--fold", type=int, action="append", default=None, help="run only these folds")
     ap.add_argument("--masks", action="store_true", help="Mask R-CNN on the ground-truth masks")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads", type=int, default=None, help="default: compute.detector_threads, as the rules"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     raw: dict[str, Any] = {}
@@ -141,16 +148,24 @@ def main() -> None:
     for name, text in variants.items():
         overrides = json.loads(text or "{}")
         cfg = load_config(merge_config(raw, overrides))
-        runs: dict[str, Any] = dict(record["variants"].get(name, {}).get("folds", {}))
+        settings = json.loads(
+            json.dumps(asdict(mask_rcnn_config(cfg) if args.masks else cfg.retrain))
+        )
+        threads = args.threads or cfg.compute.detector_threads
+        earlier = record["variants"].get(name, {})
+        same = earlier.get("settings") == settings and earlier.get("folds_total") == args.folds
+        runs: dict[str, Any] = dict(earlier.get("folds", {})) if same else {}
         for fold in args.fold if args.fold is not None else range(args.folds):
             print(f"variant {name} fold {fold}: {text or 'the config'}", flush=True)
             runs[str(fold)] = run_fold(
-                cfg, results, instances, fold, args.folds, masks=args.masks, threads=args.threads
-            )
+                cfg, results, instances, fold, args.folds, masks=args.masks, threads=threads
+            ) | {"threads": threads}
             print(f"variant {name} fold {fold}: {json.dumps(runs[str(fold)])}", flush=True)
             keys = ["ap50", "ap50_area"] + (["mask_ap50"] if args.masks else [])
             record["variants"][name] = {
                 "overrides": overrides,
+                "settings": settings,
+                "folds_total": args.folds,
                 "folds": runs,
                 **{f"mean_{k}": float(np.mean([r[k] for r in runs.values()])) for k in keys},
             }
