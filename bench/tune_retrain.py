@@ -43,7 +43,7 @@ from weaksam.config import (  # noqa: E402
     load_config,
     mask_rcnn_config,
     merge_config,
-    read_config_file,
+    read_config_files,
 )
 from weaksam.data.images import load_rgb  # noqa: E402
 from weaksam.evaluation.cocofiles import (  # noqa: E402
@@ -135,9 +135,7 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    raw: dict[str, Any] = {}
-    for path in [REPO / "config" / "config.yaml", *args.config]:  # as the Snakefile
-        raw = merge_config(raw, read_config_file(path))
+    raw = read_config_files([REPO / "config" / "config.yaml", *args.config])  # as the Snakefile
     base = load_config(raw)
     results = REPO / "results" / base.dataset.name
     instances = json.loads((results / "gt" / f"{base.dataset.train_split}.json").read_text())

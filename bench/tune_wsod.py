@@ -36,7 +36,7 @@ from weaksam.config import (  # noqa: E402
     WeaksamConfig,
     load_config,
     merge_config,
-    read_config_file,
+    read_config_files,
 )
 from weaksam.evaluation.cocofiles import (  # noqa: E402
     detections_from_list,
@@ -146,9 +146,7 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    raw: dict[str, Any] = {}
-    for path in [REPO / "config" / "config.yaml", *args.config]:  # as the Snakefile
-        raw = merge_config(raw, read_config_file(path))
+    raw = read_config_files([REPO / "config" / "config.yaml", *args.config])  # as the Snakefile
     cfg = load_config(raw)
     head = args.head or cfg.wsod.heads[0]
     results = REPO / "results" / cfg.dataset.name

@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -677,9 +677,15 @@ def load_config_file(path: str | Path) -> WeaksamConfig:
     return load_config(read_config_file(path))
 
 
-def load_config_files(paths: list[str] | list[Path]) -> WeaksamConfig:
-    """Several config files merged in order, as ``snakemake --configfile A B`` merges them."""
+def read_config_files(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Several config files merged in order, as ``snakemake --configfile A B`` merges them, before
+    validation (callers that merge further overrides over it)."""
     raw: dict[str, Any] = {}
     for path in paths:
         raw = merge_config(raw, read_config_file(path))
-    return load_config(raw)
+    return raw
+
+
+def load_config_files(paths: Sequence[str | Path]) -> WeaksamConfig:
+    """Several config files merged in order, as ``snakemake --configfile A B`` merges them."""
+    return load_config(read_config_files(paths))
