@@ -212,6 +212,31 @@ def test_voc_segmentation_object_becomes_rle(make_voc: Callable[..., Path], tmp_
     assert anns[0]["area"] == 99.0 and anns[1]["area"] == 66.0
     mask = segmentation_to_mask(anns[1]["segmentation"], 48, 64)
     assert mask.sum() == 66 and mask[19:30, 19:25].all()
+    images = json.loads((out / "gt" / "trainval.json").read_text())["images"]
+    assert images[0]["segmented"] == 1  # its instance map was read
+    assert "segmented" not in json.loads((out / "gt" / "test.json").read_text())["images"][0]
+
+
+def test_voc_object_without_pixels_in_the_instance_map(
+    make_voc: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Object 2 has no pixel in a's map (all void): no segmentation, and the image is marked
+    segmented so mask evaluation keeps it (the instance map has one instance)."""
+    root = make_voc(
+        {"trainval": [("a", [("dog", (1, 1, 10, 10), False), ("cat", (20, 20, 30, 30), False)])]}
+    )
+    inst = np.zeros((48, 64), np.uint8)
+    inst[0:10, 0:10] = 1
+    inst[19:30, 19:30] = 255
+    seg = Image.fromarray(inst)
+    seg.putpalette([0, 0, 0] * 256)
+    (root / "SegmentationObject").mkdir()
+    seg.save(root / "SegmentationObject" / "a.png")
+    out = tmp_path / "o"
+    build_dataset(voc_cfg(root), out)
+    gt = json.loads((out / "gt" / "trainval.json").read_text())
+    assert gt["images"][0]["segmented"] == 1
+    assert "segmentation" in gt["annotations"][0] and "segmentation" not in gt["annotations"][1]
 
 
 def test_loose_layout_seeded_split(tmp_path: Path) -> None:

@@ -256,6 +256,7 @@ def check_record(
         if orientation is None:
             return None
         index_map = _instance_masks(rec, info, orientation, log)
+        entry.segmented = index_map is not None
         entry.objects = []
         for k, obj in enumerate(rec.objects):
             checked = _check_object(rec, k, obj, info, orientation, class_index, log)

@@ -42,6 +42,9 @@ class ImageEntry:
     objects: list[GtObject] | None
     # classes with an object neither ignored nor crowd; None: the same as labels (no objects)
     clear_labels: list[int] | None = None
+    # an instance map was read (VOC SegmentationObject): an object without a mask has no pixels
+    # in it (it is not an instance of the mask ground truth), rather than an unknown mask
+    segmented: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def write_ground_truth(
                 "width": entry.width,
                 "height": entry.height,
                 "image_key": entry.image_id,
+                **({"segmented": 1} if entry.segmented else {}),
             }
         )
         for obj in entry.objects or []:
