@@ -130,6 +130,9 @@ class CamConfig:
     max_side: int | None = None
     test_class_threshold: float = 0.5
     border_pad: int = 32
+    # where the CAM's cells sit on the image's pixels (weaksam.cam.extract._padded_cams):
+    # "stretch", evenly over the input as WeakTr; "stride", each on the centre of its patch
+    cell_alignment: Literal["stretch", "stride"] = "stretch"
 
 
 @dataclass(frozen=True)
