@@ -223,7 +223,10 @@ def test_voc_object_without_pixels_in_the_instance_map(
     """Object 2 has no pixel in a's map (all void): no segmentation, and the image is marked
     segmented so mask evaluation keeps it (the instance map has one instance)."""
     root = make_voc(
-        {"trainval": [("a", [("dog", (1, 1, 10, 10), False), ("cat", (20, 20, 30, 30), False)])]}
+        {
+            "trainval": [("a", [("dog", (1, 1, 10, 10), False), ("cat", (20, 20, 30, 30), False)])],
+            "test": [("b", [("dog", (1, 1, 9, 9), False)])],
+        }
     )
     inst = np.zeros((48, 64), np.uint8)
     inst[0:10, 0:10] = 1
