@@ -10,6 +10,17 @@ go to ``bench/results/tune_cam_<dataset>.json``.
     .venv/bin/snakemake results/demo/manifest.parquet --profile profiles/local   # data first
     .venv/bin/python bench/tune_cam.py config/config.yaml \
         --variant base='{}' --variant full='{"train_size": 256}' [--thresholds 0.3,0.5,0.7]
+
+With ``--classifier PATH`` (a trained ``cam/classifier.pt`` of the workflow) nothing is trained:
+each variant changes only how CAMs are extracted (``scales``, ``flip``, ``max_side``,
+``border_pad``, ``cell_alignment``) and is judged on the whole training split, with the image's
+labelled classes (what the workflow's training split uses); its mAP and predicted-class pointing
+are those of images the classifier was trained on, recorded but not the measure. Results go to
+``bench/results/tune_cam_extract_<dataset>.json``.
+
+    .venv/bin/python bench/tune_cam.py config/examples/shapes.yaml \
+        --classifier results/shapes/cam/classifier.pt \
+        --variant stretch='{"cell_alignment": "stretch"}' --variant stride='{"cell_alignment": "stride"}'
 """
 
 from __future__ import annotations
@@ -34,7 +45,13 @@ from bench.machine import float_list, variant_record  # noqa: E402
 from weaksam.cam.extract import multiscale_cams  # noqa: E402
 from weaksam.cam.imaging import to_tensor  # noqa: E402
 from weaksam.cam.peaks import peak_points  # noqa: E402
-from weaksam.cam.train import multi_hot, predict_scores, train_classifier  # noqa: E402
+from weaksam.cam.train import (  # noqa: E402
+    build_classifier,
+    load_checkpoint,
+    multi_hot,
+    predict_scores,
+    train_classifier,
+)
 from weaksam.config import WeaksamConfig, load_config_files  # noqa: E402
 from weaksam.data.images import load_rgb  # noqa: E402
 from weaksam.data.manifest import Manifest, read_manifest  # noqa: E402
@@ -165,6 +182,50 @@ def run_variant(
     }
 
 
+# what a variant of the extraction-only mode may change
+EXTRACTION_KEYS = ("scales", "flip", "max_side", "border_pad", "cell_alignment")
+
+
+def run_extraction_variant(
+    cfg: WeaksamConfig,
+    manifest: Manifest,
+    gt: GroundTruth,
+    overrides: dict[str, Any],
+    classifier: Path,
+    threads: int,
+) -> dict[str, Any]:
+    """One extraction variant with the workflow's trained classifier on the training split."""
+    unknown = sorted(set(overrides) - set(EXTRACTION_KEYS))
+    if unknown:
+        raise SystemExit(f"--classifier variants change extraction keys only, not {unknown}")
+    cam = replace(
+        cfg.cam, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    )
+    torch.set_num_threads(threads)
+    state = load_checkpoint(classifier)
+    if list(state["classes"]) != list(manifest.classes):
+        raise SystemExit(f"{classifier}: trained on {state['classes']}, not {manifest.classes}")
+    model = build_classifier(cfg.cam, cfg.assets, len(manifest.classes), pretrained=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    t0 = time.perf_counter()
+    result = evaluate_fold(
+        model,
+        manifest.split(cfg.dataset.train_split),
+        gt,
+        replace(cfg, cam=cam),
+        len(manifest.classes),
+    )
+    return {
+        "overrides": overrides,
+        "classifier": str(classifier),
+        "pointing_labelled": result["pointing_labelled"],
+        "points_labelled": result["points_labelled"],
+        "seen_images": {k: result[k] for k in ("map", "pointing_predicted", "points_predicted")},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("config", nargs="+", help="config file(s), later ones override")
@@ -178,12 +239,29 @@ def main() -> None:
         help="comma-separated cam.test_class_threshold values to judge as well",
     )
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--classifier",
+        type=Path,
+        default=None,
+        help="a trained classifier.pt: judge extraction-only variants on the training split",
+    )
     args = ap.parse_args()
     cfg = load_config_files([REPO / "config" / "config.yaml", *args.config])  # as the Snakefile
     results_dir = REPO / "results" / cfg.dataset.name
     manifest = read_manifest(results_dir / "manifest.parquet")
     gt = load_ground_truth(results_dir / "gt" / f"{cfg.dataset.train_split}.json")
     variants = dict(v.split("=", 1) for v in args.variant) or {"config": "{}"}
+    if args.classifier is not None:
+        out = args.out or REPO / "bench" / "results" / f"tune_cam_extract_{cfg.dataset.name}.json"
+        record = variant_record(out, config=args.config, classifier=str(args.classifier))
+        for name, text in variants.items():
+            print(f"variant {name}: {text}", flush=True)
+            record["variants"][name] = run_extraction_variant(
+                cfg, manifest, gt, json.loads(text), args.classifier, args.threads
+            )
+            print(f"variant {name}: {json.dumps(record['variants'][name])}", flush=True)
+            out.write_text(json.dumps(record, indent=2) + "\n")
+        return
     out = args.out or REPO / "bench" / "results" / f"tune_cam_{cfg.dataset.name}.json"
     record = variant_record(out, config=args.config, folds=args.folds)
     for name, text in variants.items():

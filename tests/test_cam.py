@@ -106,3 +106,41 @@ def test_border_padding_is_cropped_back_exactly() -> None:
         model, img, replace(CamConfig(), scales=(1.0,), border_pad=8), labels=[0]
     )
     assert np.allclose(plain.cams, padded.cams, atol=1e-6)
+
+
+class _OneCell:
+    """A stride-16 "classifier" whose CAM is 1 at cell (20, 20) of a ceil(H / 16) grid (as
+    EfficientNet-Lite0's "same" padding gives) and 0 elsewhere."""
+
+    backbone = type("B", (), {"stride": 16})()
+
+    def cams(self, x: torch.Tensor) -> torch.Tensor:
+        n, m = -(-x.shape[-2] // 16), -(-x.shape[-1] // 16)
+        out = torch.zeros(x.shape[0], 1, n, m)
+        out[..., 20, 20] = 1.0
+        return out
+
+
+def test_cell_alignment_places_a_cell_on_its_patch_centre() -> None:
+    """307 px image, 32 px reflection padding: 371 px in, 24 cells (ceil(371 / 16)).
+    "stride": cell 20 at 16 * 20 + 7.5 = 327.5 in the padded input, 295.5 in the image (pixels
+    295 and 296 tie). "stretch": at 20.5 * 371 / 24 - 0.5 = 316.4 padded, 284.4 in the image,
+    11 px towards the top left."""
+    from weaksam.cam.extract import _padded_cams, cells_to_pixels
+
+    batch = torch.zeros(1, 3, 307, 307)
+    stride = _padded_cams(_OneCell(), batch, 32, "stride")[0, 0]  # type: ignore[arg-type]
+    stretch = _padded_cams(_OneCell(), batch, 32, "stretch")[0, 0]  # type: ignore[arg-type]
+    assert stride.shape == stretch.shape == (307, 307)
+    assert divmod(int(stride.argmax()), 307) == (295, 295)  # the first of the four tied
+    assert stride[295, 295] == stride[296, 296] == stride[295, 296]
+    assert divmod(int(stretch.argmax()), 307) == (284, 284)
+    # floor-sized grids (VGG: 3 cells for 50 px) are extended by their edge cells
+    cells = torch.tensor([[[[0.0, 1.0, 2.0]]]])
+    row = cells_to_pixels(cells, 1, 50, 16)[0, 0, 0]
+    # pixel i samples cell (i + 0.5) / 16 - 0.5: cell 1 lies between pixels 23 and 24
+    assert row[:8].tolist() == [0.0] * 8 and row[40:].tolist() == [2.0] * 10
+    assert row[23].item() == pytest.approx(1 - 1 / 32) and row[24].item() == pytest.approx(
+        1 + 1 / 32
+    )
+    assert row[15].item() == pytest.approx(15.5 / 16 - 0.5)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -55,6 +56,8 @@ def test_voc_devkit_manifest_and_gt(make_voc: Callable[..., Path], tmp_path: Pat
     assert m.frame["image_id"].tolist() == ["a", "b", "c"]
     assert m.frame["coco_id"].tolist() == [1, 2, 3]
     assert m.frame["labels"].tolist() == [[0, 1], [0], []]  # c: no objects, allowed in test
+    # a's cat is difficult only: not a class WSOD trains on with wsod.exclude_difficult_labels
+    assert m.frame["clear_labels"].tolist() == [[1], [0], []]
     gt = json.loads((out / "gt" / "trainval.json").read_text())
     anns = {a["category_id"]: a for a in gt["annotations"]}
     assert anns[2]["bbox"] == [0.0, 0.0, 10.0, 10.0] and anns[2]["ignore"] == 0
@@ -209,6 +212,34 @@ def test_voc_segmentation_object_becomes_rle(make_voc: Callable[..., Path], tmp_
     assert anns[0]["area"] == 99.0 and anns[1]["area"] == 66.0
     mask = segmentation_to_mask(anns[1]["segmentation"], 48, 64)
     assert mask.sum() == 66 and mask[19:30, 19:25].all()
+    images = json.loads((out / "gt" / "trainval.json").read_text())["images"]
+    assert images[0]["segmented"] == 1  # its instance map was read
+    assert "segmented" not in json.loads((out / "gt" / "test.json").read_text())["images"][0]
+
+
+def test_voc_object_without_pixels_in_the_instance_map(
+    make_voc: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Object 2 has no pixel in a's map (all void): no segmentation, and the image is marked
+    segmented so mask evaluation keeps it (the instance map has one instance)."""
+    root = make_voc(
+        {
+            "trainval": [("a", [("dog", (1, 1, 10, 10), False), ("cat", (20, 20, 30, 30), False)])],
+            "test": [("b", [("dog", (1, 1, 9, 9), False)])],
+        }
+    )
+    inst = np.zeros((48, 64), np.uint8)
+    inst[0:10, 0:10] = 1
+    inst[19:30, 19:30] = 255
+    seg = Image.fromarray(inst)
+    seg.putpalette([0, 0, 0] * 256)
+    (root / "SegmentationObject").mkdir()
+    seg.save(root / "SegmentationObject" / "a.png")
+    out = tmp_path / "o"
+    build_dataset(voc_cfg(root), out)
+    gt = json.loads((out / "gt" / "trainval.json").read_text())
+    assert gt["images"][0]["segmented"] == 1
+    assert "segmentation" in gt["annotations"][0] and "segmentation" not in gt["annotations"][1]
 
 
 def test_loose_layout_seeded_split(tmp_path: Path) -> None:
@@ -649,3 +680,32 @@ def test_loose_voc_image_without_xml_is_in_skipped_tsv(tmp_path: Path) -> None:
     build_dataset(voc_cfg(root, voc=voc, test_fraction=0.3, on_bad_image="skip"), out)
     assert [(r["image_id"], r["action"]) for r in skipped(out)] == [("im3", "skipped_image")]
     assert len(read_manifest(out / "manifest.parquet").frame) == 3
+
+
+def test_wsod_trains_on_clear_labels_only_when_asked(
+    make_voc: Callable[..., Path], tmp_path: Path
+) -> None:
+    from weaksam.wsod.stage import training_labels
+
+    root = make_voc(
+        {
+            "trainval": [
+                ("a", [("dog", (1, 1, 10, 10), False), ("cat", (5, 5, 30, 40), True)]),
+                ("b", [("cat", (2, 3, 12, 23), True)]),  # difficult only: no class left
+            ],
+            "test": [("c", [("cat", (2, 3, 12, 23), False)])],
+        }
+    )
+    out = tmp_path / "out"
+    build_dataset(voc_cfg(root), out)
+    m = read_manifest(out / "manifest.parquet")
+    assert training_labels(m, "trainval", False)["labels"].tolist() == [[0, 1], [0]]
+    # b stays in with every class negative (wetectron keeps such training images)
+    assert training_labels(m, "trainval", True)["labels"].tolist() == [[1], []]
+    # a manifest written before the column reads, but cannot give the clear labels
+    table = pq.read_table(out / "manifest.parquet")
+    pq.write_table(table.drop(["clear_labels"]), tmp_path / "old.parquet")
+    old = read_manifest(tmp_path / "old.parquet")
+    assert training_labels(old, "trainval", False)["labels"].tolist() == [[0, 1], [0]]
+    with pytest.raises(DatasetError, match="clear_labels"):
+        training_labels(old, "trainval", True)

@@ -405,6 +405,34 @@ def test_coco_mask_ap_leaves_out_images_without_ground_truth_masks() -> None:
         )
 
 
+def test_coco_mask_ap_keeps_a_segmented_image_without_its_pixel_less_object() -> None:
+    """Image 1 was read with its instance map (``segmented``): object 2 has no pixels there, so
+    it is no instance of the mask ground truth, and the exact mask of object 1 gives AP50 1 on
+    image 1, which is kept (before: the whole image was left out and AP50 was NaN)."""
+    from weaksam.evaluation.coco import coco_ap
+
+    gt_mask = np.zeros((40, 40), bool)
+    gt_mask[0:20, 0:20] = True
+    gt = {
+        "images": [{"id": 1, "width": 40, "height": 40, "segmented": 1}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "area": 400.0,
+             "iscrowd": 0, "segmentation": _rle(gt_mask)},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [25, 25, 10, 10], "area": 100.0,
+             "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "a"}],
+    }  # fmt: skip
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.9,
+         "segmentation": _rle(gt_mask)}
+    ]  # fmt: skip
+    segm = coco_ap(gt, dets, iou_type="segm")
+    assert segm["AP50"] == pytest.approx(1.0) and segm["images_without_masks"] == 0
+    # the box ground truth keeps both objects: one of two found at IoU 0.5, precision 1
+    assert coco_ap(gt, dets, iou_type="bbox")["AR100"] == pytest.approx(0.5)
+
+
 def test_evaluate_reports_segm_when_detections_have_masks() -> None:
     from weaksam.evaluation.report import evaluate_detections, format_metrics
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from tests.conftest import build_tiny_shapes
 from weaksam.evaluation.cocofiles import ground_truth_from_dict
 from weaksam.pgt.adaptive import PgtParams, adaptive_pgt, containment
 from weaksam.pgt.stage import pgt_quality
@@ -141,3 +144,11 @@ def test_perfect_ranking_scores_each_detection_by_its_best_overlap_of_its_class(
     ]
     scores = [d["score"] for d in perfect_ranking(dets, gt)]
     assert scores == pytest.approx([0.5, 1 / 3, 0.0, 1.0])
+
+
+def test_build_pgt_without_any_detection_gives_every_image_and_no_box(tmp_path: Path) -> None:
+    from weaksam.pgt.stage import build_pgt
+
+    out = build_tiny_shapes(tmp_path, num_trainval=3)
+    pgt = build_pgt(str(out / "manifest.parquet"), [], "trainval", PgtParams())
+    assert len(pgt["images"]) == 3 and pgt["annotations"] == []

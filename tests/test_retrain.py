@@ -255,7 +255,37 @@ def test_tta_passes_take_their_own_size_cap() -> None:
     image = torch.linspace(1, 0, 40).expand(3, 20, 40).clone()
     cfg = RetrainConfig(test_size=688, test_max_size=4000, tta_sizes=(480, 1800), tta_flip=False)
     detect(Recorder(), image, replace(cfg, tta_max_size=2000))  # type: ignore[arg-type]
-    assert seen == [(688, 4000), (480, 2000), (1800, 2000)]  # METHOD.md 10.1 (VOC)
+    # METHOD.md 10.1 (VOC); with TTA on, the plain test_size pass is not run (only the TTA
+    # sizes are merged, as detectron2's test-time augmentation)
+    assert seen == [(480, 2000), (1800, 2000)]
     seen.clear()
     detect(Recorder(), image, cfg)  # type: ignore[arg-type]
-    assert seen == [(688, 4000), (480, 4000), (1800, 4000)]  # unset: test_max_size
+    assert seen == [(480, 4000), (1800, 4000)]  # unset: test_max_size
+    seen.clear()
+    detect(Recorder(), image, replace(cfg, tta_sizes=()))  # type: ignore[arg-type]
+    assert seen == [(688, 4000)]
+
+
+def test_read_targets_takes_partial_ground_truth_masks_only_when_asked() -> None:
+    """Image 1 has every mask; image 2 none (VOC07-like); image 3 was read with its instance map
+    and its second object has no pixels there. Pseudo masks must be complete (an error); the
+    upper bound's ground truth trains on images 1 and 3, image 3 with its masked object only."""
+    rle = {"size": [8, 8], "counts": "04000"}
+    box = {"bbox": [0, 0, 4, 4], "category_id": 1, "iscrowd": 0}
+    instances = {
+        "images": [
+            {"id": i, "file_name": f"{i}.jpg", "width": 8, "height": 8} for i in (1, 2)
+        ] + [{"id": 3, "file_name": "3.jpg", "width": 8, "height": 8, "segmented": 1}],
+        "annotations": [
+            {"id": 1, "image_id": 1, **box, "segmentation": rle},
+            {"id": 2, "image_id": 2, **box},
+            {"id": 3, "image_id": 3, **box, "segmentation": rle},
+            {"id": 4, "image_id": 3, **box, "category_id": 2},
+        ],
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="image 2: an annotation has no segmentation"):
+        read_targets(instances, masks=True)
+    items = read_targets(instances, masks=True, partial_masks=True)
+    assert [i.coco_id for i in items] == [1, 3]
+    assert items[1].labels.tolist() == [1] and items[1].segmentations == [rle]
+    assert [len(i.boxes) for i in read_targets(instances, masks=False)] == [1, 1, 2]

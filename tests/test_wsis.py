@@ -111,6 +111,11 @@ def test_mask_quality_by_hand() -> None:
     assert "b" not in q["per_class"] and q["unjudged"] == 1
     assert q["per_class"]["c"] == {"mean_iou": 0.0, "masks": 1}
     assert q["mean_iou"] == pytest.approx((1 / 3 + 1 + 0) / 3) and q["masks"] == 3
+    # read with its instance map, the image's maskless object of class b has no pixels: it is
+    # no instance, so b's mask is judged against none of its class, IoU 0 (not unjudged)
+    gt["images"][0]["segmented"] = 1
+    q = mask_quality(gt, predicted, ["a", "b", "c"])
+    assert q["per_class"]["b"] == {"mean_iou": 0.0, "masks": 1} and q["unjudged"] == 0
 
 
 def test_a_box_narrower_than_a_pixel_gets_the_pixels_it_touches() -> None:

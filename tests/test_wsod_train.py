@@ -23,7 +23,7 @@ from weaksam.h5store import ShardWriter, StoreError
 from weaksam.launch import run_stage
 from weaksam.models.backbones import vgg16_oicr
 from weaksam.proposals.store import PROPOSAL_STORE_KIND, SOURCES
-from weaksam.wsod.data import ProposalSource, load_image, transform
+from weaksam.wsod.data import ProposalSource, cap_proposals, load_image, transform
 from weaksam.wsod.infer import coco_results, detect, tta_scores
 from weaksam.wsod.model import ConcreteDropBlock
 from weaksam.wsod.stage import load_model, trainable_images
@@ -411,3 +411,15 @@ def test_run_stage_rejects_a_bad_target_before_starting_processes(tmp_path: Path
     with pytest.raises(AttributeError):
         run_stage("weaksam.wsod.stage:nope", {}, [], {}, processes=2, log=str(tmp_path / "x.log"))
     assert not list(tmp_path.iterdir())
+
+
+def test_max_proposals_keeps_the_highest_scores_in_store_order() -> None:
+    """Three grid boxes (predicted IoU 0.5, 0.4, 0.3) then two peak boxes (0.9, 0.35), cap 4:
+    scores ranked 0.9 (p0), 0.5 (g0), 0.4 (g1), 0.35 (p1) | 0.3 (g2), so g2 goes and both peak
+    boxes stay; the first four in store order would have dropped p1."""
+    boxes = np.arange(20, dtype=np.float32).reshape(5, 4)
+    scores = np.array([0.5, 0.4, 0.3, 0.9, 0.35], np.float32)
+    assert cap_proposals(boxes, scores, 4).tolist() == boxes[[0, 1, 3, 4]].tolist()
+    assert cap_proposals(boxes, scores, None) is boxes and cap_proposals(boxes, scores, 5) is boxes
+    tied = np.ones(5, np.float32)  # ties: store order
+    assert cap_proposals(boxes, tied, 2).tolist() == boxes[:2].tolist()

@@ -130,6 +130,9 @@ class CamConfig:
     max_side: int | None = None
     test_class_threshold: float = 0.5
     border_pad: int = 32
+    # where the CAM's cells sit on the image's pixels (weaksam.cam.extract._padded_cams):
+    # "stretch", evenly over the input as WeakTr; "stride", each on the centre of its patch
+    cell_alignment: Literal["stretch", "stride"] = "stretch"
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,11 @@ class WsodConfig:
     # None: the head's own rate for its refinement (and box) layers: x10 for OICR (METHOD.md 7.2),
     # x1 for MIST (wetectron has no multiplier)
     refine_lr_mult: float | None = None
+    # the image labels WSOD trains on: false, every class of the manifest's labels (an image's
+    # only label list for folder + labels.csv sources); true, only classes with an object that
+    # is neither ignored (VOC difficult) nor a crowd, as wetectron (the reference MIST) builds its
+    # training set (``use_difficult = not is_train``, crowd boxes dropped)
+    exclude_difficult_labels: bool = False
     warmup_iterations: int = 200
     warmup_factor: float = 1.0 / 3.0
     lr_steps: tuple[int, ...] = (20000, 26700)

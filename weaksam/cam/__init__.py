@@ -38,7 +38,14 @@ CONFIG_KEYS = {
     # the training split's CAMs take their classes from the image labels, the test split's from
     # the classifier's scores above the threshold
     "cam_shard": RuleKeys(
-        (*_NETWORK, "cam.scales", "cam.flip", "cam.max_side", "cam.border_pad"),
+        (
+            *_NETWORK,
+            "cam.scales",
+            "cam.flip",
+            "cam.max_side",
+            "cam.border_pad",
+            "cam.cell_alignment",
+        ),
         test_split_keys=("cam.test_class_threshold",),
     ),
     "cam_merge": RuleKeys(()),

@@ -45,21 +45,48 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image[None], size=size, mode="bicubic", align_corners=False).clamp(0, 255)
 
 
-def _padded_cams(model: CamClassifier, batch: torch.Tensor, pad: int) -> torch.Tensor:
-    """Raw CAMs (P, C, h, w) of a batch whose borders are extended by reflection (``pad`` pixels,
-    cropped off again in feature cells), so zero "same" padding does not light up the borders."""
-    if pad <= 0:
-        return model.cams(batch)
+def cells_to_pixels(raw: torch.Tensor, h: int, w: int, stride: int) -> torch.Tensor:
+    """(P, C, n, m) cell maps -> (P, C, h, w) with cell j's value exactly at pixel
+    ``stride * j + (stride - 1) / 2``, the centre of its stride x stride patch: bilinear by the
+    stride, cropped (n = ceil(h / stride), EfficientNet's "same" padding) or extended by the edge
+    cells (n = floor(h / stride), VGG)."""
+    up = F.interpolate(raw, scale_factor=float(stride), mode="bilinear", align_corners=False)
+    short_h, short_w = max(0, h - up.shape[-2]), max(0, w - up.shape[-1])
+    if short_h or short_w:
+        up = F.pad(up, (0, short_w, 0, short_h), mode="replicate")
+    return up[..., :h, :w]
+
+
+def _padded_cams(
+    model: CamClassifier, batch: torch.Tensor, pad: int, alignment: str = "stretch"
+) -> torch.Tensor:
+    """Raw CAMs of a batch whose borders are extended by reflection (``pad`` pixels, cropped
+    off again), so zero "same" padding does not light up the borders: (P, C, h, w) at the
+    batch's pixels, or (P, C, n, m) cells with ``pad`` 0 and ``alignment`` "stretch".
+
+    ``alignment`` (``cam.cell_alignment``) places the cells on the pixels. "stretch" spreads the
+    n cells evenly over the (padded) input, as WeakTr stretches its patch grid (METHOD.md 2.3):
+    cell j lands at (j + 0.5) H / n - 0.5, which is the centre of its 16 x 16 patch (16j + 7.5)
+    only when H = 16n; with EfficientNet's n = ceil(H / 16) the cells drift towards the top left,
+    by up to a stride at the bottom right (11 px of a 371 px padded input). "stride" puts every
+    cell on its patch centre (``cells_to_pixels``). EfficientNet-Lite0's TensorFlow "same"
+    padding puts the geometric centre of its receptive field at 16j + 15, but its ImageNet
+    weights respond nearer the patch centre (the |gradient| centroid of a cell, pretrained:
+    about 16j + 0 to 7.5); placing cells at 16j + 15 lowered the demo classifier's top-peak
+    pointing on trainval from 0.885 to 0.808, and antialiasing the 0.8 pass (as PIL's resize) to
+    0.869: neither is done."""
+    stride = int(getattr(model.backbone, "stride", 1))
     _, _, h, w = batch.shape
+    if pad <= 0:
+        raw = model.cams(batch)
+        return raw if alignment == "stretch" else cells_to_pixels(raw, h, w, stride)
     p = min(pad, h - 1, w - 1)
-    raw = model.cams(F.pad(batch, (p, p, p, p), mode="reflect"))  # (P, C, h', w')
-    # Upsample to the padded size and crop back to the image area. Cell j lands on the centre of
-    # its stride x stride patch (16j + 7.5). EfficientNet-Lite0's TensorFlow "same" padding puts
-    # the geometric centre of its receptive field at 16j + 15, but its ImageNet weights respond
-    # nearer the patch centre (the |gradient| centroid of a cell, pretrained: about 16j + 0 to
-    # 7.5); placing cells at 16j + 15 lowered the demo classifier's top-peak pointing on trainval
-    # from 0.885 to 0.808, and antialiasing the 0.8 pass (as PIL's resize) to 0.869: neither is done.
-    full = F.interpolate(raw, size=(h + 2 * p, w + 2 * p), mode="bilinear", align_corners=False)
+    raw = model.cams(F.pad(batch, (p, p, p, p), mode="reflect"))  # (P, C, n, m)
+    if alignment == "stretch":
+        size = (h + 2 * p, w + 2 * p)
+        full = F.interpolate(raw, size=size, mode="bilinear", align_corners=False)
+    else:
+        full = cells_to_pixels(raw, h + 2 * p, w + 2 * p, stride)
     return full[..., p : p + h, p : p + w]
 
 
@@ -88,7 +115,7 @@ def multiscale_cams(
         size = (max(1, round(h * base * scale)), max(1, round(w * base * scale)))
         x = _resize(image, size)
         batch = torch.cat([x, x.flip(-1)]) if cfg.flip else x  # (P, 3, h', w')
-        raw = _padded_cams(model, batch, cfg.border_pad).float()  # (P, C, h'', w'')
+        raw = _padded_cams(model, batch, cfg.border_pad, cfg.cell_alignment).float()
         if i == 0:
             scores = torch.sigmoid(raw[0].mean(dim=(1, 2))).cpu()  # (C,) unflipped first pass
             if labels is not None:

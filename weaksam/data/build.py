@@ -2,7 +2,8 @@
 
 Outputs (DESIGN.md section 3), all under one dataset folder:
 
-- ``manifest.parquet``: ``image_id, coco_id, path, width, height, split, labels``;
+- ``manifest.parquet``: ``image_id, coco_id, path, width, height, split, labels,
+  clear_labels``;
 - ``skipped.tsv``: every bad input skipped and every fix applied (always written);
 - ``gt/{split}.json``: COCO instances, only when the source has boxes.
 """
@@ -255,6 +256,7 @@ def check_record(
         if orientation is None:
             return None
         index_map = _instance_masks(rec, info, orientation, log)
+        entry.segmented = index_map is not None
         entry.objects = []
         for k, obj in enumerate(rec.objects):
             checked = _check_object(rec, k, obj, info, orientation, class_index, log)
@@ -267,6 +269,9 @@ def check_record(
                 mask_utils.GtObject(checked[0], checked[1], obj.ignore, obj.iscrowd, seg, area)
             )
         entry.labels = sorted({o.class_id for o in entry.objects})
+        entry.clear_labels = sorted(
+            {o.class_id for o in entry.objects if not (o.ignore or o.iscrowd)}
+        )
     entry.labels.sort()
     if not entry.labels and rec.split == cfg.train_split:
         log.problem(rec, "skipped_image", "no labels: a training image needs at least one class")

@@ -2,8 +2,11 @@
 
 ``manifest.parquet`` columns: ``image_id`` (str), ``coco_id`` (int, the image's id in every COCO
 file of this dataset: its 1-based row number), ``path`` (absolute), ``width``, ``height``
-(displayed orientation), ``split``, ``labels`` (list of 0-based class ids). The class list, the
-dataset name and the format version are stored in the Parquet schema metadata under ``weaksam``.
+(displayed orientation), ``split``, ``labels`` (list of 0-based class ids), ``clear_labels``
+(the classes with at least one object that is neither ignored, e.g. VOC difficult, nor a crowd;
+``labels`` where a source has no objects). The class list, the dataset name and the format
+version are stored in the Parquet schema metadata under ``weaksam``. A manifest written before
+``clear_labels`` existed still reads; only ``wsod.exclude_difficult_labels`` needs the column.
 
 COCO files use ``category_id = class_id + 1``.
 """
@@ -37,6 +40,11 @@ class ImageEntry:
     split: str
     labels: list[int]
     objects: list[GtObject] | None
+    # classes with an object neither ignored nor crowd; None: the same as labels (no objects)
+    clear_labels: list[int] | None = None
+    # an instance map was read (VOC SegmentationObject): an object without a mask has no pixels
+    # in it (it is not an instance of the mask ground truth), rather than an unknown mask
+    segmented: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,10 @@ def write_manifest(
             "height": pa.array([e.height for e in entries], pa.int32()),
             "split": pa.array([e.split for e in entries], pa.string()),
             "labels": pa.array([e.labels for e in entries], pa.list_(pa.int32())),
+            "clear_labels": pa.array(
+                [e.labels if e.clear_labels is None else e.clear_labels for e in entries],
+                pa.list_(pa.int32()),
+            ),
         }
     )
     meta = {"classes": list(classes), "dataset": dataset, "format_version": MANIFEST_FORMAT_VERSION}
@@ -94,7 +106,9 @@ def read_manifest(path: str | Path) -> Manifest:
     if missing:
         raise DatasetError(f"{path}: manifest lacks columns {missing}")
     frame = table.to_pandas()
-    frame["labels"] = frame["labels"].map(lambda v: [int(x) for x in v])
+    for column in ("labels", "clear_labels"):
+        if column in frame:
+            frame[column] = frame[column].map(lambda v: [int(x) for x in v])
     return Manifest(frame=frame, classes=tuple(meta["classes"]), dataset=str(meta["dataset"]))
 
 
@@ -136,6 +150,7 @@ def write_ground_truth(
                 "width": entry.width,
                 "height": entry.height,
                 "image_key": entry.image_id,
+                **({"segmented": 1} if entry.segmented else {}),
             }
         )
         for obj in entry.objects or []:

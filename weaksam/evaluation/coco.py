@@ -94,21 +94,30 @@ def _images_with_masks(
     gt: dict[str, Any], detections: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     """Mask AP is defined on the images whose every object has a ground-truth mask (VOC12, for
-    one, has masks for some images only): the others and their detections are left out and
-    counted. A detection without a segmentation is an error, not a miss."""
+    one, has masks for some images only), or whose instance map was read (``segmented``: its
+    objects without pixels are left out, the image kept): the others and their detections are
+    left out and counted. A detection without a segmentation is an error, not a miss."""
     missing = [d for d in detections if "segmentation" not in d]
     if missing:
         raise ValueError(
             f"{len(missing)} of {len(detections)} detections have no segmentation (image "
             f"{missing[0].get('image_id')}); mask AP needs a mask for every detection"
         )
-    unmasked = {int(a["image_id"]) for a in gt["annotations"] if "segmentation" not in a}
-    if not unmasked:
+    # an image read with its instance map (``segmented``) keeps its masks; an object of it
+    # without one has no pixels there and is not an instance, as in the instance map itself
+    segmented = {int(i["id"]) for i in gt["images"] if i.get("segmented")}
+    maskless = {int(a["image_id"]) for a in gt["annotations"] if "segmentation" not in a}
+    if not maskless:
         return gt, detections, 0
+    unmasked = maskless - segmented
     kept = {
         **gt,
         "images": [i for i in gt["images"] if int(i["id"]) not in unmasked],
-        "annotations": [a for a in gt["annotations"] if int(a["image_id"]) not in unmasked],
+        "annotations": [
+            a
+            for a in gt["annotations"]
+            if int(a["image_id"]) not in unmasked and "segmentation" in a
+        ],
     }
     dets = [d for d in detections if int(d["image_id"]) not in unmasked]
     logger.info("mask AP: %d images without ground-truth masks left out", len(unmasked))

@@ -53,8 +53,9 @@ def build_pgt(
     by_image: dict[int, np.ndarray] = {}
     order = np.argsort(dets.image_ids, kind="stable")
     ids, starts = np.unique(dets.image_ids[order], return_index=True)
-    for img, part in zip(ids, np.split(order, starts[1:]), strict=True):
-        by_image[int(img)] = part
+    if ids.size:  # np.split of an empty order gives one empty part for no image
+        for img, part in zip(ids, np.split(order, starts[1:]), strict=True):
+            by_image[int(img)] = part
     annotations: list[dict[str, Any]] = []
     for r in frame.itertuples(index=False):
         sel = by_image.get(int(r.coco_id), np.zeros(0, np.int64))

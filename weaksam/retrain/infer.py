@@ -46,9 +46,8 @@ def detect(model: FasterRCNN, image: torch.Tensor, cfg: RetrainConfig) -> dict[s
     and ``masks`` (N, 1, H, W) probabilities for Mask R-CNN."""
     model.eval()
     configure_inference(model, cfg)
-    plain = _pass(model, image, cfg.test_size, False)
     if not cfg.tta_sizes:
-        return plain
+        return _pass(model, image, cfg.test_size, False)
     model.transform.max_size = cfg.tta_max_size or cfg.test_max_size
     runs = [
         _pass(model, image, s, f)
@@ -60,7 +59,7 @@ def detect(model: FasterRCNN, image: torch.Tensor, cfg: RetrainConfig) -> dict[s
     labels = torch.cat([r["labels"] for r in runs])
     keep = batched_nms(boxes, scores, labels, cfg.nms)[: cfg.max_per_image]
     out = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
-    if "masks" in plain:
+    if "masks" in runs[0]:
         out["masks"] = torch.cat([r["masks"] for r in runs])[keep]
     return out
 

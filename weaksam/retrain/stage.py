@@ -41,18 +41,20 @@ def train_stage(
     train_log: str,
     threads: int,
     roi_drop: bool = True,
+    partial_masks: bool = False,
     stop_after: int | None = None,
 ) -> None:
     """Train on a COCO instances file of the training split (PGT boxes, or SAM masks: Mask R-CNN,
     with ``wsis.mask_rcnn``'s settings where set). ``roi_drop=False`` switches RoI drop off
-    whatever the config says (the ablation)."""
+    whatever the config says (the ablation); ``partial_masks``: ground-truth masks of some
+    images only (the upper bound; ``read_targets``)."""
     torch.set_num_threads(max(1, threads))
     rcfg = mask_rcnn_config(cfg) if masks else cfg.retrain
     if not roi_drop:
         rcfg = replace(rcfg, roi_drop=replace(rcfg.roi_drop, enabled=False))
     manifest = read_manifest(manifest_path)
     with Path(instances_path).open() as f:
-        items = read_targets(json.load(f), masks=masks)
+        items = read_targets(json.load(f), masks=masks, partial_masks=partial_masks)
     if not items:
         raise ValueError(f"{instances_path}: no images to train on")
     empty = sum(len(i.boxes) == 0 for i in items)

@@ -66,19 +66,34 @@ class TrainImage:
     segmentations: list[Any] | None  # COCO segmentations (RLE / polygons); None: boxes only
 
 
-def read_targets(instances: dict[str, Any], *, masks: bool) -> list[TrainImage]:
+def read_targets(
+    instances: dict[str, Any], *, masks: bool, partial_masks: bool = False
+) -> list[TrainImage]:
     """One entry per image of a COCO instances file (category ids 1..K). Crowd annotations
-    (ground truth used as an upper bound) are not objects to learn and are left out."""
+    (ground truth used as an upper bound) are not objects to learn and are left out.
+
+    With ``masks`` every annotation needs a segmentation (pseudo masks always have one). With
+    ``partial_masks`` too (ground truth as the upper bound of Mask R-CNN), an image read with its
+    instance map (``segmented``) loses its objects without pixels there, and an image without
+    masks (VOC07, most of VOC12) is left out; both are logged."""
     by_image: dict[int, list[dict[str, Any]]] = {}
     for a in instances["annotations"]:
         if not a.get("iscrowd", 0):
             by_image.setdefault(int(a["image_id"]), []).append(a)
     out = []
+    unmasked: list[int] = []
+    pixel_less = 0
     for img in instances["images"]:
         anns = by_image.get(int(img["id"]), [])
-        boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns])).astype(np.float32)
         if masks and any("segmentation" not in a for a in anns):
-            raise ValueError(f"image {img['id']}: an annotation has no segmentation")
+            if not partial_masks:
+                raise ValueError(f"image {img['id']}: an annotation has no segmentation")
+            if not img.get("segmented"):
+                unmasked.append(int(img["id"]))
+                continue
+            pixel_less += sum("segmentation" not in a for a in anns)
+            anns = [a for a in anns if "segmentation" in a]
+        boxes = xywh_to_xyxy(np.array([a["bbox"] for a in anns])).astype(np.float32)
         out.append(
             TrainImage(
                 coco_id=int(img["id"]),
@@ -90,6 +105,17 @@ def read_targets(instances: dict[str, Any], *, masks: bool) -> list[TrainImage]:
                 segmentations=[a["segmentation"] for a in anns] if masks else None,
             )
         )
+    if unmasked or pixel_less:
+        logger.warning(
+            "mask targets: %d of %d images have objects without masks and are left out (first: "
+            "%d); %d objects without pixels in their instance maps left out",
+            len(unmasked),
+            len(instances["images"]),
+            unmasked[0] if unmasked else -1,
+            pixel_less,
+        )
+    if masks and not out:
+        raise ValueError("no image has a mask for every object: nothing to train masks on")
     return out
 
 

@@ -128,7 +128,8 @@ def mask_quality(
 
     A mask whose class has an object without a ground-truth mask in its image cannot be judged
     (datasets such as VOC12 have masks for some images only): it is left out of the means and
-    counted in ``unjudged``, never scored 0."""
+    counted in ``unjudged``, never scored 0. In an image read with its instance map
+    (``segmented``) an object without a mask has no pixels there and is not an instance."""
     images = {int(i["id"]): i for i in gt["images"]}
     gt_by_image = _by_image(gt["annotations"])
     per_class: dict[int, list[float]] = {}
@@ -139,6 +140,8 @@ def mask_quality(
         gts = gt_by_image.get(img_id, [])
         for a in anns:
             same = [g for g in gts if int(g["category_id"]) == int(a["category_id"])]
+            if info.get("segmented"):
+                same = [g for g in same if "segmentation" in g]
             if any("segmentation" not in g for g in same):
                 unjudged += 1
                 continue

@@ -104,13 +104,23 @@ class ProposalSource:
                 min_side=self.min_side,
                 max_area_fraction=self.max_area_fraction,
             )
-        boxes = self._reader.require_nonempty(image_id, width, height).boxes
-        return boxes[: self.max_proposals] if self.max_proposals else boxes
+        loaded = self._reader.require_nonempty(image_id, width, height)
+        return cap_proposals(loaded.boxes, loaded.scores, self.max_proposals)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state["_reader"] = None  # h5py handles do not cross process boundaries
         return state
+
+
+def cap_proposals(boxes: np.ndarray, scores: np.ndarray, limit: int | None) -> np.ndarray:
+    """The ``limit`` highest-scoring boxes (SAM's predicted IoU; ties in store order), kept in
+    store order; all of them when ``limit`` is None. Store order puts the grid's boxes before
+    the CAM peaks', so the first N would drop the peaks' first."""
+    if not limit or len(boxes) <= limit:
+        return boxes
+    keep = np.sort(np.argsort(-scores, kind="stable")[:limit])
+    return boxes[keep]
 
 
 def load_image(

@@ -13,7 +13,8 @@ import torch
 
 from weaksam.compute import select_device
 from weaksam.config import AssetsConfig, WeaksamConfig, WsodConfig, section_from_dict
-from weaksam.data.manifest import read_manifest
+from weaksam.data.manifest import Manifest, read_manifest
+from weaksam.data.records import DatasetError
 from weaksam.h5store import StoreError
 from weaksam.io import write_json
 from weaksam.logs import progress
@@ -31,6 +32,21 @@ def _head(name: str) -> Head:
         if h == name:
             return h
     raise ValueError(f"unknown WSOD head {name!r}; choose from {HEADS}")
+
+
+def training_labels(manifest: Manifest, split: str, exclude_difficult: bool) -> pd.DataFrame:
+    """The rows of ``split`` with the labels WSOD trains on: the manifest's ``labels``, or with
+    ``exclude_difficult`` its ``clear_labels`` (classes with an object neither ignored nor crowd);
+    an image left with no class stays in, every class negative, as in wetectron."""
+    frame = manifest.split(split)
+    if not exclude_difficult:
+        return frame
+    if "clear_labels" not in frame:
+        raise DatasetError(
+            "wsod.exclude_difficult_labels needs the manifest's clear_labels column, which this "
+            "manifest predates: rebuild the data stage (snakemake --forcerun dataset)"
+        )
+    return frame.assign(labels=frame["clear_labels"])
 
 
 def trainable_images(
@@ -77,7 +93,9 @@ def train_stage(
         max_area_fraction=cfg.proposals.max_area_fraction,
     )
     frame, skipped = trainable_images(
-        manifest.split(cfg.dataset.train_split), proposals, on_bad_image=cfg.dataset.on_bad_image
+        training_labels(manifest, cfg.dataset.train_split, cfg.wsod.exclude_difficult_labels),
+        proposals,
+        on_bad_image=cfg.dataset.on_bad_image,
     )
     if skipped:
         logger.warning("%d training images have no proposals and were left out", len(skipped))

@@ -13,6 +13,8 @@ run_stage(
         "train_log": snakemake.output.train_log,
         "threads": max(1, snakemake.threads // gpus),
         "roi_drop": snakemake.params.roi_drop,
+        # the upper bound trains on ground truth, which may have masks for some images only
+        "partial_masks": snakemake.rule == "oracle_maskrcnn_train",
     },
     processes=gpus,
     log=snakemake.log[0],
