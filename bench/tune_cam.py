@@ -14,8 +14,10 @@ go to ``bench/results/tune_cam_<dataset>.json``.
 With ``--classifier PATH`` (a trained ``cam/classifier.pt`` of the workflow) nothing is trained:
 each variant changes only how CAMs are extracted (``scales``, ``flip``, ``max_side``,
 ``border_pad``, ``cell_alignment``) and is judged on the whole training split, with the image's
-labelled classes (what the workflow's training split uses); its mAP and predicted-class pointing
-are those of images the classifier was trained on, recorded but not the measure. Results go to
+labelled classes (what the workflow's training split uses), with the peaks found on the float32
+maps and on the maps rounded to float16 (as the CAM store keeps them for the prompt stage); its
+mAP and predicted-class pointing are those of images the classifier was trained on, recorded but
+not the measure. Results go to
 ``bench/results/tune_cam_extract_<dataset>.json``.
 
     .venv/bin/python bench/tune_cam.py config/examples/shapes.yaml \
@@ -84,26 +86,34 @@ def evaluate_fold(
     cfg: WeaksamConfig,
     classes: int,
     thresholds: tuple[float, ...] = (),
+    float16: bool = False,
 ) -> dict[str, Any]:
     """Held-out mAP and top-peak pointing with the predicted and the labelled classes. Each
     class's CAM is normalised on its own, so one pass over all classes gives the pointing of
     every ``cam.test_class_threshold`` in ``thresholds`` (classes whose first-pass probability
-    reaches it) as well."""
+    reaches it) as well. ``float16``: also the labelled classes' pointing with the peaks found on
+    the maps rounded to float16, as the workflow stores them for the prompt stage."""
     scores = predict_scores(model, frame["path"].tolist(), max_side=cfg.cam.train_size)  # type: ignore[arg-type]
     targets = multi_hot(frame["labels"].tolist(), classes).numpy().astype(bool)
     threshold = cfg.cam.test_class_threshold
     every = tuple(sorted({threshold, *thresholds}))
     predicted: dict[float, list[bool]] = {t: [] for t in every}
     labelled: list[bool] = []
+    labelled16: list[bool] = []
     correct: dict[float, list[bool]] = {t: [] for t in every}  # predicted class is labelled
     for row in frame.itertuples(index=False):
         sel = gt.box_image_ids == int(row.coco_id)
         image = to_tensor(load_rgb(Path(row.path)))
         res = multiscale_cams(model, image, cfg.cam, labels=list(range(classes)))  # type: ignore[arg-type]
         hits = _top_peak_hits(res.cams, res.class_ids, gt.boxes[sel], gt.labels[sel], cfg)
-        for c, hit in zip(res.class_ids.tolist(), hits, strict=True):
+        hits16 = hits
+        if float16:
+            rounded = res.cams.astype(np.float16).astype(np.float32)
+            hits16 = _top_peak_hits(rounded, res.class_ids, gt.boxes[sel], gt.labels[sel], cfg)
+        for c, hit, hit16 in zip(res.class_ids.tolist(), hits, hits16, strict=True):
             if c in row.labels:
                 labelled.append(hit)
+                labelled16.append(hit16)
             for t in every:
                 if res.scores[c] >= t:
                     predicted[t].append(hit)
@@ -112,6 +122,11 @@ def evaluate_fold(
         "map": multilabel_map(scores, targets, tuple(str(i) for i in range(classes)))["map"],
         "pointing_predicted": float(np.mean(predicted[threshold])) if predicted[threshold] else 0.0,
         "pointing_labelled": float(np.mean(labelled)) if labelled else 0.0,
+        **(
+            {"pointing_labelled_float16": float(np.mean(labelled16)) if labelled16 else 0.0}
+            if float16
+            else {}
+        ),
         "points_predicted": len(predicted[threshold]),
         "points_labelled": len(labelled),
         "by_threshold": {
@@ -215,11 +230,13 @@ def run_extraction_variant(
         gt,
         replace(cfg, cam=cam),
         len(manifest.classes),
+        float16=True,
     )
     return {
         "overrides": overrides,
         "classifier": str(classifier),
         "pointing_labelled": result["pointing_labelled"],
+        "pointing_labelled_float16_maps": result["pointing_labelled_float16"],
         "points_labelled": result["points_labelled"],
         "seen_images": {k: result[k] for k in ("map", "pointing_predicted", "points_predicted")},
         "seconds": round(time.perf_counter() - t0, 1),
