@@ -222,3 +222,25 @@ def test_cam_neck_trains_on_a_frozen_backbone() -> None:
     )
     assert isinstance(plain.neck, torch.nn.Identity)
     assert plain.head.in_channels == plain.backbone.channels
+
+
+def test_classifier_is_channels_last_with_the_default_layouts_outputs() -> None:
+    """build_classifier stores the convolution weights channels-last (bench/
+    bench_channels_last.py: a faster CPU step); the CAMs and their gradient are those of the
+    same weights in the default layout, and a state dict saved from one loads into the other."""
+    cfg = replace(CamConfig(), backbone_lr_mult=0.0, neck_channels=16, dropout=0.0)
+    model = train_mod.build_classifier(cfg, AssetsConfig(), 3, pretrained=False)
+    assert model.neck[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.neck[0].weight.is_contiguous()
+    images = torch.rand(2, 3, 64, 64) * 255
+    reference = train_mod.build_classifier(cfg, AssetsConfig(), 3, pretrained=False)
+    reference.to(memory_format=torch.contiguous_format)
+    reference.load_state_dict(model.state_dict())
+    assert reference.neck[0].weight.is_contiguous()
+    model.eval(), reference.eval()
+    cams, ref_cams = model.cams(images), reference.cams(images)
+    assert cams.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(cams, ref_cams, atol=1e-5)
+    cams.sum().backward()
+    ref_cams.sum().backward()
+    assert torch.allclose(model.head.weight.grad, reference.head.weight.grad, rtol=1e-4, atol=1e-5)

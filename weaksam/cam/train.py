@@ -24,7 +24,12 @@ from weaksam.config import AssetsConfig, CamConfig, ComputeConfig
 from weaksam.data.images import load_rgb
 from weaksam.data.manifest import Manifest
 from weaksam.dependencies import declared_dict
-from weaksam.models.backbones import build_backbone, freeze_batchnorm, freeze_parameters
+from weaksam.models.backbones import (
+    build_backbone,
+    channels_last,
+    freeze_batchnorm,
+    freeze_parameters,
+)
 from weaksam.models.classifier import CamClassifier
 from weaksam.training import (
     Distributed,
@@ -51,9 +56,10 @@ def build_classifier(
         freeze_batchnorm(backbone)
     if cfg.backbone_lr_mult == 0:
         freeze_parameters(backbone)
-    return CamClassifier(
+    model = CamClassifier(
         backbone, num_classes, dropout=cfg.dropout, neck_channels=cfg.neck_channels
     )
+    return channels_last(model)
 
 
 def multi_hot(labels: list[list[int]], num_classes: int) -> torch.Tensor:
