@@ -7,7 +7,10 @@ workflow's own peak prompts (``prompts/<split>.parquet``), passed through the lo
 scored: recall at IoU 0.5 / 0.7 against the ground truth, boxes per image and decoder seconds per
 image. Two bounds come with it: the best of SAM's three outputs prompted at each object's interior
 point (what a perfect peak would give; also each output alone, which says which outputs to
-keep) and SAM prompted with each ground-truth box. Results go to
+keep) and SAM prompted with each ground-truth box. With ``--refine`` every setting is also scored
+with each of its boxes given back to SAM as a box prompt (the refined boxes alone, added to the
+setting's, and added with near-duplicates at IoU > 0.7 / 0.9 dropped): whether a box prompt
+recovers objects that the points only half cover. Results go to
 ``bench/results/tune_proposals_<dataset>.json`` with the machine.
 
     .venv/bin/snakemake results/demo/prompts/trainval.parquet --profile profiles/local
@@ -63,6 +66,31 @@ def _peak_outputs(
     return out
 
 
+def _refined(
+    seg: PromptableSegmenter, boxes: np.ndarray, w: int, h: int, min_side: float
+) -> np.ndarray:
+    """Each box given back to SAM as a box prompt (its single-mask output): the box of the mask."""
+    if not len(boxes):
+        return np.zeros((0, 4), np.float32)
+    dec = seg.decode(boxes=torch.from_numpy(boxes).float())
+    mb = seg.masks_to_boxes(dec.low_res[:, 0])
+    out = mb.boxes[mb.areas > 0].numpy()
+    kept, _, _ = filter_proposals(
+        out, np.zeros(len(out)), np.zeros(len(out)), width=w, height=h, min_side=min_side
+    )
+    return kept
+
+
+def _dedupe(boxes: np.ndarray, thresh: float) -> np.ndarray:
+    """Indices of the boxes left when a later box at IoU > thresh with a kept one is dropped."""
+    from torchvision.ops import nms
+
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    order = -np.arange(len(boxes), dtype=np.float32)  # earlier boxes first
+    return np.sort(nms(torch.from_numpy(boxes).float(), torch.from_numpy(order), thresh).numpy())
+
+
 def _interior_points(masks: list[np.ndarray]) -> torch.Tensor:
     """(N, 2) xy: the pixel centre farthest from each mask's border."""
     import cv2
@@ -83,6 +111,14 @@ def main() -> None:
     ap.add_argument("--keeps", nargs="+", default=["1,2", "0,1", "0", "0,1,2"])
     ap.add_argument("--nms", type=float, nargs="+", default=[0.3])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--out", type=Path, default=None, help="default bench/results/tune_proposals_<name>.json"
+    )
+    ap.add_argument(
+        "--refine",
+        action="store_true",
+        help="also score each setting with its boxes re-prompted to SAM as box prompts",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config_files([REPO / "config" / "config.yaml", *args.config])
@@ -145,6 +181,18 @@ def main() -> None:
             )  # fmt: skip
             name = f"grid{n}_nms{t:g}+peaks{''.join(map(str, keep))}"
             combos.setdefault(name, []).append(kept)
+            if args.refine:
+                t0 = time.perf_counter()
+                refined = _refined(seg, kept, w, h, cfg.proposals.min_side)
+                seconds[f"refine_{name}"] = seconds.get(f"refine_{name}", 0.0) + (
+                    time.perf_counter() - t0
+                )
+                combos.setdefault(f"{name}+refine_only", []).append(refined)
+                both = np.concatenate([kept, refined])
+                combos.setdefault(f"{name}+refine", []).append(both)
+                for thr in (0.7, 0.9):
+                    keep_idx = _dedupe(both, thr)
+                    combos.setdefault(f"{name}+refine_dedupe{thr:g}", []).append(both[keep_idx])
         # bounds: a perfect peak in every object, and the ground-truth box as the prompt
         ids = np.nonzero(sel)[0]
         masks = [
@@ -189,7 +237,7 @@ def main() -> None:
         "threads": args.threads,
         "machine": machine_info(),
     }
-    out = REPO / "bench" / "results" / f"tune_proposals_{cfg.dataset.name}.json"
+    out = args.out or REPO / "bench" / "results" / f"tune_proposals_{cfg.dataset.name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["seconds_per_image"]))
 
