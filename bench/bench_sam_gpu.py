@@ -146,6 +146,40 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     return best
 
 
+def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
+    """The dense matrix-product ceiling in TFLOP/s: an n x n x n product on random data (never
+    zeros), median of ``repeats`` timed products after three warm-ups. fp32 runs as torch runs
+    it by default (no TF32 for matrix products), as weaksam's fp32 path does."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return 2.0 * n**3 / float(np.median(times)) / 1e12
+
+
+def sam_flops(sam: Any, device: torch.device) -> dict[str, float]:
+    """FLOPs (``torch.utils.flop_counter``, matrix products and convolutions) of the encoder on
+    one 1024 x 1024 input, and of one point prompt through the mask decoder with its outputs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as enc:
+        emb = sam.image_encoder(torch.zeros(1, 3, 1024, 1024, device=device))
+    point = (torch.zeros(1, 1, 2, device=device), torch.ones(1, 1, device=device))
+    with torch.no_grad():  # the prompt encoder's few FLOPs are left out
+        sparse, dense = sam.prompt_encoder(points=point, boxes=None, masks=None)
+        dense_pe = sam.prompt_encoder.get_dense_pe()
+    with torch.no_grad(), FlopCounterMode(display=False) as dec:
+        sam.mask_decoder.predict_masks(emb, dense_pe, sparse, dense)
+    return {"encoder": float(enc.get_total_flops()), "per_prompt": float(dec.get_total_flops())}
+
+
 def prompts(sizes: Sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A VOC-sized test image and the paper's prompts: the grid, and peaks in four classes."""
     from weaksam.cam.peaks import grid_points
@@ -176,6 +210,13 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
         "image_hw": list(sizes.image_hw),
         "prompts": {"grid": len(grid), "peaks": len(peaks), "batch": sizes.batch},
     }
+    flops = sam_flops(sam, device)
+    n_matmul = 8192 if device.type == "cuda" else 512
+    ceilings = {"fp32": matmul_tflops(device, torch.float32, n_matmul)}
+    if device.type == "cuda":
+        ceilings["bf16"] = matmul_tflops(device, torch.bfloat16, n_matmul)
+    out["matmul_tflops"] = ceilings | {"n": n_matmul}
+    out["gflops"] = {"encoder": flops["encoder"] / 1e9, "per_prompt": flops["per_prompt"] / 1e9}
     for name, bf16 in (("weaksam_fp32", False), ("weaksam_bf16", True)):
         if bf16 and device.type != "cuda":
             continue  # bf16 autocast is the CUDA path
@@ -188,9 +229,18 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
         reset_peak(device)
         run = partial(weaksam_proposals, seg, image, peaks, classes, grid, cfg, batch=sizes.batch)
         seconds = timed(run, device, sizes.repeats)
+        encoder = timed(partial(seg.set_image, image), device, sizes.repeats)
+        decoding = max(seconds - encoder, 1e-9)  # decoder, post-processing, boxes, NMS
+        # The encoder's share of the ceiling of its own precision; the decoder runs in fp32
+        peak = ceilings["bf16" if bf16 else "fp32"] * 1e12
+        decoder_flops = flops["per_prompt"] * n_prompts
         out[name] = {
             "seconds_per_image": seconds,
             "images_per_second": 1.0 / seconds,
+            "encoder_seconds": encoder,
+            "decoding_seconds": decoding,
+            "encoder_fraction_of_peak": flops["encoder"] / encoder / peak,
+            "decoder_fraction_of_fp32_peak": decoder_flops / decoding / (ceilings["fp32"] * 1e12),
             "boxes": len(run().boxes),
             "peak_gpu_mib": peak_mib(device),
         }
