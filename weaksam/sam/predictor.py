@@ -9,9 +9,10 @@ without numpy in the loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -20,9 +21,43 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from weaksam.sam.encoders import SAM_INPUT, ImageEncoder
-from weaksam.sam.fastpath import OnnxPointDecoder
 
 LOW_RES = 256  # side of the mask decoder's logits
+
+DecoderPrecision = Literal["fp32", "tf32", "bf16"]
+
+
+class PointDecoder(Protocol):
+    """A decoder of point-only prompts: the (1, 256, 64, 64) embedding, (B, N, 2) points in the
+    1024 frame and (B, N) labels -> low-res logits (B, 4, 256, 256) and predicted IoU (B, 4).
+    ``OnnxPointDecoder`` on the CPU, ``FactoredPointDecoder.decode`` on a GPU."""
+
+    def __call__(
+        self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@contextmanager
+def decoder_precision(device: torch.device, precision: DecoderPrecision) -> Iterator[None]:
+    """The arithmetic of the mask decoder on ``device``: ``fp32``; ``tf32``, fp32 matrix products
+    on a CUDA GPU's tensor cores with TF32 inputs (torch's float32 matmul precision ``high``,
+    restored after; cuDNN's convolutions already use TF32 by torch's default); ``bf16``, autocast.
+    Only a CUDA device has the last two; elsewhere they are refused."""
+    if precision == "fp32":
+        yield
+        return
+    if device.type != "cuda":
+        raise ValueError(f"decoder precision {precision} needs a CUDA device, not {device.type}")
+    if precision == "bf16":
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 class PromptError(ValueError):
@@ -78,14 +113,18 @@ class PromptableSegmenter:
         device: torch.device,
         *,
         mask_chunk: int = 16,
-        point_decoder: OnnxPointDecoder | None = None,
+        point_decoder: PointDecoder | None = None,
+        precision: DecoderPrecision = "fp32",
     ) -> None:
         self.encoder = encoder
         self.prompt_encoder = prompt_encoder.to(device).eval()
         self.mask_decoder = mask_decoder.to(device).eval()
         self.device = device
         self.mask_chunk = mask_chunk
-        self.point_decoder = point_decoder  # CPU fast path for point-only prompts
+        self.point_decoder = point_decoder  # the fast path for point-only prompts
+        if precision != "fp32" and device.type != "cuda":
+            raise ValueError(f"decoder precision {precision} needs a CUDA device")
+        self.precision: DecoderPrecision = precision
         self.features: torch.Tensor | None = None
         self.original_size = (0, 0)
         self.input_size = (0, 0)
@@ -161,14 +200,17 @@ class PromptableSegmenter:
                 return self._no_prompts()
             self.check_points(boxes.view(-1, 2, 2))
             box_in = boxes.to(self.device).float() * self._scale().repeat(2)  # (B, 4)
-        if self.point_decoder is not None and sparse_points is not None and box_in is None:
-            low_res, iou = self.point_decoder(self.features, *sparse_points)
-            return Decoded(low_res.to(self.device), iou.to(self.device))
-        # The decoder runs in fp32 even where the encoder runs in bf16: it is cheap, and bf16
+        # The decoder runs in fp32 (``precision``) even where the encoder runs in bf16: bf16
         # rounding of its logits and predicted IoUs changes which masks pass SAM's thresholds
-        sparse, dense = self.prompt_encoder(points=sparse_points, boxes=box_in, masks=None)
-        low_res, iou = self.mask_decoder.predict_masks(self.features, self.dense_pe, sparse, dense)
-        return Decoded(low_res.float(), iou.float())
+        with decoder_precision(self.device, self.precision):
+            if self.point_decoder is not None and sparse_points is not None and box_in is None:
+                low_res, iou = self.point_decoder(self.features, *sparse_points)
+            else:
+                sparse, dense = self.prompt_encoder(points=sparse_points, boxes=box_in, masks=None)
+                low_res, iou = self.mask_decoder.predict_masks(
+                    self.features, self.dense_pe, sparse, dense
+                )
+        return Decoded(low_res.to(self.device).float(), iou.to(self.device).float())
 
     def _resize_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """SAM's postprocessing of low-res logits as two matrices, rows (H, 256) and columns
