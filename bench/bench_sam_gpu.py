@@ -418,9 +418,7 @@ def bench_agreement(
                 per_prompt.append(seg.mask_boxes(dec.low_res.flatten(0, 1)).cpu().numpy())
             boxes = np.concatenate(per_prompt)
             st = stats[name]
-            st["decoder_seconds"] += timed(
-                partial(decode_all, seg, points, sizes.batch), device, 1
-            )
+            st["decoder_seconds"] += timed(partial(decode_all, seg, points, sizes.batch), device, 1)
             run = partial(
                 weaksam_proposals, seg, photo, peaks, classes, grid, cfg, batch=sizes.batch
             )
