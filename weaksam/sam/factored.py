@@ -33,6 +33,7 @@ and the boxes, on real prompts).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -257,3 +258,22 @@ class FactoredPointDecoder(nn.Module):
         src = keys.transpose(1, 2).reshape(b, -1, h, w)
         up = self.mask_decoder.output_upscaling(src)  # (B, 32, 4h, 4w)
         return (hyper @ up.flatten(2)).view(b, -1, *up.shape[-2:])
+
+
+def compiled_point_decoder(
+    factored: FactoredPointDecoder,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``factored.decode`` with the decoder's per-prompt graph under ``torch.compile`` (dynamic
+    shapes: one compilation serves every batch and point count). On an H200 it decodes the
+    paper's 1,044 prompts per image in 0.088 s against 0.155 s eager, the same boxes
+    (``bench/sam_gpu_profile.py --stage``); the first call compiles (38 s there)."""
+    module = torch.compile(factored, dynamic=True)
+
+    @torch.no_grad()
+    def decode(
+        embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        low_res, iou = module(*factored.cached_image_tensors(embedding), coords, labels)
+        return low_res, iou
+
+    return decode

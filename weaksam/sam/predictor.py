@@ -33,7 +33,7 @@ class PointDecoder(Protocol):
     ``OnnxPointDecoder`` on the CPU, ``FactoredPointDecoder.decode`` on a GPU."""
 
     def __call__(
-        self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
+        self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, /
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
