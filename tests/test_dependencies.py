@@ -105,7 +105,6 @@ NOTHING = [
     "sam.mask_chunk",
     "sam.cpu_decoder",
     "sam.gpu_decoder",
-    "sam.gpu_decoder_precision",
     "sam.gpu_compile",
 ]
 

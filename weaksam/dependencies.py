@@ -78,7 +78,6 @@ PERFORMANCE_KEYS: tuple[str, ...] = (
     "sam.mask_chunk",
     "sam.cpu_decoder",
     "sam.gpu_decoder",
-    "sam.gpu_decoder_precision",
     "sam.gpu_compile",
     "sam.verify_sha256",
     "cam.checkpoint_every",

@@ -46,7 +46,7 @@ def build_segmenter(
         point_decoder = OnnxPointDecoder(
             prompt_encoder, mask_decoder, threads=threads, factored=cfg.cpu_decoder == "factored"
         )
-    elif device.type != "cpu" and cfg.gpu_decoder == "factored":
+    elif device.type != "cpu" and cfg.gpu_decoder == "factored" and point_prompts:
         factored = FactoredPointDecoder(prompt_encoder, mask_decoder).to(device).eval()
         point_decoder = compiled_point_decoder(factored) if cfg.gpu_compile else factored.decode
     return PromptableSegmenter(

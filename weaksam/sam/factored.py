@@ -264,9 +264,11 @@ def compiled_point_decoder(
     factored: FactoredPointDecoder,
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """``factored.decode`` with the decoder's per-prompt graph under ``torch.compile`` (dynamic
-    shapes: one compilation serves every batch and point count). On an H200 it decodes the
-    paper's 1,044 prompts per image in 0.088 s against 0.155 s eager, the same boxes
-    (``bench/sam_gpu_profile.py --stage``); the first call compiles (38 s there)."""
+    shapes: batch and point count are symbolic, except that a size of 1 gets its own graph, so
+    a job compiles a few times: one-point prompts, multi-point class prompts, a batch of one).
+    On an H200 it decodes the paper's 1,044 prompts per image in 0.088 s against 0.155 s eager,
+    the same boxes (``bench/sam_gpu_profile.py --stage``); the first call compiles (22-38 s
+    there)."""
     module = torch.compile(factored, dynamic=True)
 
     @torch.no_grad()
