@@ -72,11 +72,14 @@ def stage(args: argparse.Namespace) -> None:
     variants = [tuple(v.split(":")) for v in args.variant] or [
         ("torch", "fp32", "16"), ("factored", "fp32", "16"), ("factored", "fp32", "64"),
         ("factored", "fp32", "256")]  # fmt: skip
-    encoder_seconds = vit_h_encoder_seconds(photos[0], device) if args.vit_h else None
+    encoder_seconds = (
+        vit_h_encoder_seconds(photos[0], device, args.compile_encoder) if args.vit_h else None
+    )
     rows = []
     reference: list[np.ndarray] = []
-    for decoder, precision, chunk_text in variants:
+    for decoder, precision, chunk_text, *post in variants:
         chunk = int(chunk_text)
+        compile_post = post == ["cpost"]
         point_decoder: Any = None
         if decoder == "factored":
             point_decoder = factored.decode
@@ -90,11 +93,13 @@ def stage(args: argparse.Namespace) -> None:
             mask_chunk=chunk,
             point_decoder=point_decoder,
             precision=precision,  # type: ignore[arg-type]
+            compile_postprocess=compile_post,
         )
         sync(device)
         t = time.perf_counter()
         seg.set_image(photos[0])
-        decode_all(seg, torch.from_numpy(prompts[0][0]).float(), batch)  # compiles, if compiled
+        grid, peaks, classes = prompts[0]  # compiles, if compiled
+        weaksam_proposals(seg, photos[0], peaks, classes, grid, cfg, batch=batch)
         sync(device)
         first = time.perf_counter() - t
         seconds, matched, total, count = 0.0, 0, 0, 0
@@ -110,7 +115,21 @@ def stage(args: argparse.Namespace) -> None:
             total += len(ref)
             if len(ref) and len(boxes):
                 matched += int((box_iou(ref, boxes).max(1) >= 0.95).sum())
+        if args.table and gpu:  # where this variant's time goes, on the first photo
+            from torch.profiler import ProfilerActivity, profile
+
+            grid, peaks, classes = prompts[0]
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                weaksam_proposals(seg, photos[0], peaks, classes, grid, cfg, batch=batch)
+                sync(device)
+            averages = prof.key_averages()
+            with args.table.open("a") as f:
+                f.write(f"== {decoder}:{precision}:{chunk}:{post}, by CUDA time\n")
+                f.write(averages.table(sort_by="cuda_time_total", row_limit=25) + "\n")
+                f.write(f"== {decoder}:{precision}:{chunk}:{post}, by CPU time\n")
+                f.write(averages.table(sort_by="cpu_time_total", row_limit=25) + "\n")
         row = {"decoder": decoder, "precision": precision, "mask_chunk": chunk,
+               "compiled_postprocessing": compile_post,
                "stage_seconds_per_image": seconds / len(photos),
                "proposals_per_image": count / len(photos),
                "reference_proposals_matched_at_iou_0.95": matched / max(total, 1),
@@ -124,20 +143,80 @@ def stage(args: argparse.Namespace) -> None:
         "prompts_per_image": f"{side} x {side} grid + {n_peaks} random peaks",
         "stage": rows,
         "vit_h_encoder_bf16_seconds": encoder_seconds,
+        "vit_h_encoder_compiled": bool(args.compile_encoder),
         "machine": machine_info() | {"cuda": torch.cuda.get_device_name() if gpu else None},
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def vit_h_encoder_seconds(photo: np.ndarray, device: torch.device) -> float:
+def encoders(args: argparse.Namespace) -> None:
+    """SAM ViT-H's encoder (random weights, random relative position tables) on one photo per
+    attention (SAM's ``Attention`` or ``SdpaAttention``), arithmetic and compilation: seconds
+    (median of 5 after a warm-up; the first call's seconds, compilation included) and the
+    embedding against SAM's encoder in fp32 (largest difference over the largest value, and
+    cosine similarity)."""
+    from PIL import Image
+
+    from bench.bench_sam_gpu import PAPER, TINY, build_sam
+    from weaksam.sam.encoders import VitImageEncoder
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.type == "cuda"
+    photo = np.asarray(Image.open(sorted(args.images.glob("*.jpg"))[0]).convert("RGB"))
+    torch.manual_seed(0)
+    sam = build_sam(PAPER if cuda else TINY).to(device)
+    with torch.no_grad():
+        for block in sam.image_encoder.blocks:
+            block.attn.rel_pos_h.normal_(0, 0.1)
+            block.attn.rel_pos_w.normal_(0, 0.1)
+    variants = [tuple(v.split(":")) for v in args.variant] or [
+        ("sam", "fp32", "eager"), ("sam", "bf16", "eager"), ("sdpa", "bf16", "eager"),
+        ("sdpa", "bf16", "compiled")]  # fmt: skip
+    rows = []
+    reference: torch.Tensor | None = None
+    for attention, precision, mode in variants:
+        bf16 = precision == "bf16"
+        encoder = VitImageEncoder(
+            sam.image_encoder, device, "sam-vit_h", bf16=bf16, compile=mode == "compiled"
+        )
+        if attention == "sam":  # SAM's own attention modules
+            encoder.encoder = sam.image_encoder
+        sync(device)
+        t = time.perf_counter()
+        out, _ = encoder(photo)
+        sync(device)
+        first = time.perf_counter() - t
+        seconds = median_seconds(lambda e=encoder: e(photo), device, 1 if args.tiny else 5)
+        if reference is None:
+            reference = out
+        diff = float((out - reference).abs().max() / reference.abs().max())
+        cosine = float(torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), 0))
+        row = {"attention": attention, "precision": precision, "mode": mode,
+               "seconds": seconds, "first_call_seconds": first,
+               "max_difference_over_max": diff, "cosine_to_reference": cosine,
+               "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}  # fmt: skip
+        rows.append(row)
+        print(row, flush=True)
+    result = {
+        "encoder": "SAM ViT-H (random weights)" if cuda else "tiny ViT (random weights)",
+        "photo": photo.shape[:2],
+        "rows": rows,
+        "machine": machine_info() | {"cuda": torch.cuda.get_device_name() if cuda else None},
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def vit_h_encoder_seconds(photo: np.ndarray, device: torch.device, compile: bool = False) -> float:
     """SAM ViT-H's encoder (random weights: the speed is the same) on one photo, bf16 autocast
-    on CUDA (fp32 elsewhere, at the tiny size), median of 5 after a warm-up."""
+    on CUDA (fp32 elsewhere, at the tiny size), under ``torch.compile`` with ``compile``, median
+    of 5 after a warm-up."""
     from bench.bench_sam_gpu import PAPER, TINY, build_sam
     from weaksam.sam.encoders import VitImageEncoder
 
     cuda = device.type == "cuda"
     sam = build_sam(PAPER if cuda else TINY).to(device)
-    encoder = VitImageEncoder(sam.image_encoder, device, "sam-vit_h", bf16=cuda)
+    encoder = VitImageEncoder(sam.image_encoder, device, "sam-vit_h", bf16=cuda, compile=compile)
+    encoder(photo)  # compiles, if compiled
     return median_seconds(lambda: encoder(photo), device, 5)
 
 
@@ -158,13 +237,25 @@ def main() -> None:
         "--variant",
         action="append",
         default=[],
-        help="DECODER:PRECISION:MASK_CHUNK for --stage (torch, factored or compiled; repeat; "
-        "the first is the reference)",
+        help="DECODER:PRECISION:MASK_CHUNK[:cpost] for --stage (torch, factored or compiled; "
+        "cpost: the post-processing compiled too; repeat; the first is the reference)",
     )
     ap.add_argument("--vit-h", action="store_true", help="--stage: time SAM ViT-H's encoder too")
+    ap.add_argument(
+        "--compile-encoder", action="store_true", help="--vit-h: the encoder under torch.compile"
+    )
+    ap.add_argument(
+        "--encoder",
+        action="store_true",
+        help="instead: SAM ViT-H's encoder per ATTENTION:PRECISION:MODE --variant (sam or sdpa, "
+        "fp32 or bf16, eager or compiled; the first is the reference)",
+    )
     args = ap.parse_args()
     if args.stage:
         stage(args)
+        return
+    if args.encoder:
+        encoders(args)
         return
     from PIL import Image
 

@@ -105,3 +105,9 @@ def test_the_decoder_profile_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
     assert rows[0]["reference_proposals_matched_at_iou_0.95"] == 1.0
     assert rows[1]["reference_proposals_matched_at_iou_0.95"] >= 0.99
     assert rows[1]["proposals_per_image"] == rows[0]["proposals_per_image"] > 0
+    encoder = [*script, "--encoder", "--variant", "sam:fp32:eager", "--variant", "sdpa:fp32:eager"]
+    subprocess.run([*encoder, "--out", str(tmp_path / "e.json")], check=True, cwd=repo)
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert [r["attention"] for r in rows] == ["sam", "sdpa"]
+    assert rows[0]["max_difference_over_max"] == 0.0
+    assert rows[1]["max_difference_over_max"] < 1e-4 and rows[1]["seconds"] > 0

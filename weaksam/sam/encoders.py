@@ -7,12 +7,15 @@ Output: the (1, 256, 64, 64) image embedding.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import nn
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -70,13 +73,84 @@ class OnnxImageEncoder:
         return torch.from_numpy(embedding).to(self.device), size
 
 
+class SdpaAttention(nn.Module):
+    """SAM ViT's ``Attention`` (multi-head, decomposed relative positions) computed by
+    ``F.scaled_dot_product_attention``, on the same parameters.
+
+    SAM writes the attention out: ``softmax(q k^T * scale + B) v`` with the (L, L) relative
+    position bias B added to the materialised scores, then softmax, then the product, each a
+    pass over (heads, L, L) in memory (L = 4,096 tokens in the global blocks). Here B is built
+    as SAM builds it (``rel_h[..., None] + rel_w[..., None, :]`` from the unscaled queries) and
+    handed to the fused kernel as its additive mask, which applies the same scale (SAM's
+    ``head_dim ** -0.5`` is SDPA's default). The same outputs up to float rounding
+    (``tests/test_sam.py``)."""
+
+    def __init__(self, attn: Attention) -> None:
+        super().__init__()
+        self.num_heads = attn.num_heads
+        self.qkv = attn.qkv
+        self.proj = attn.proj
+        self.use_rel_pos = attn.use_rel_pos
+        if self.use_rel_pos:
+            self.rel_pos_h = attn.rel_pos_h
+            self.rel_pos_w = attn.rel_pos_w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, _ = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B, heads, L, C)
+        bias = None
+        if self.use_rel_pos:
+            rh = get_rel_pos(h, h, self.rel_pos_h)  # (h, h, C)
+            rw = get_rel_pos(w, w, self.rel_pos_w)  # (w, w, C)
+            r_q = q.reshape(b, self.num_heads, h, w, -1)
+            rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)
+            rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)
+            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, self.num_heads, h * w, -1)
+            bias = bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, L, C)
+        out = out.transpose(1, 2).reshape(b, h, w, -1)
+        projected: torch.Tensor = self.proj(out)
+        return projected
+
+
+def _shallow_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose submodules can be replaced without touching ``module``'s
+    (``copy.copy`` alone would share its dict of submodules); parameters stay shared."""
+    other = copy.copy(module)
+    other._modules = dict(module._modules)
+    return other
+
+
+def with_sdpa_attention(encoder: ImageEncoderViT) -> nn.Module:
+    """A SAM ViT encoder whose blocks' attention is ``SdpaAttention``, sharing ``encoder``'s
+    parameters and leaving ``encoder`` as it was."""
+    fast = _shallow_copy(encoder)
+    blocks = [_shallow_copy(block) for block in encoder.blocks]
+    for block, original in zip(blocks, encoder.blocks, strict=True):
+        block.attn = SdpaAttention(original.attn)
+    fast.blocks = nn.ModuleList(blocks)
+    return fast
+
+
 class VitImageEncoder:
-    """An official SAM ViT image encoder (vit_h / vit_l / vit_b) in torch."""
+    """An official SAM ViT image encoder (vit_h / vit_l / vit_b) in torch: its attention through
+    ``SdpaAttention`` (the same parameters and outputs, one fused kernel instead of scores
+    written out), bf16 autocast with ``bf16``, the whole encoder under ``torch.compile`` with
+    ``compile`` (static shapes: the input is always 1024 x 1024; the first image waits for the
+    compilation)."""
 
     def __init__(
-        self, encoder: nn.Module, device: torch.device, name: str, *, bf16: bool = False
+        self,
+        encoder: ImageEncoderViT,
+        device: torch.device,
+        name: str,
+        *,
+        bf16: bool = False,
+        compile: bool = False,
     ) -> None:
-        self.encoder = encoder.to(device).eval()
+        self.module = with_sdpa_attention(encoder).to(device).eval()
+        self.encoder: Any = torch.compile(self.module) if compile else self.module
         self.device = device
         self.bf16 = bf16
         self.name = name

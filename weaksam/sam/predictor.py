@@ -115,6 +115,7 @@ class PromptableSegmenter:
         mask_chunk: int = 16,
         point_decoder: PointDecoder | None = None,
         precision: DecoderPrecision = "fp32",
+        compile_postprocess: bool = False,
     ) -> None:
         self.encoder = encoder
         self.prompt_encoder = prompt_encoder.to(device).eval()
@@ -132,6 +133,14 @@ class PromptableSegmenter:
         self._resize_key: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._resize = (torch.zeros(0), torch.zeros(0))
         self._support: tuple[_Support, _Support] | None = None
+        # one chunk's upsampling, thresholding, boxes, areas and stability scores; under
+        # torch.compile (``sam.gpu_compile``) its dozen passes over the chunk's full-size
+        # logits are fused (dynamic shapes: chunk length and image size vary)
+        self._chunk_boxes: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (
+            torch.compile(chunk_mask_boxes, dynamic=True)
+            if compile_postprocess
+            else chunk_mask_boxes
+        )
 
     @property
     def name(self) -> str:
@@ -303,20 +312,32 @@ class PromptableSegmenter:
         As SAM's postprocessing (upsample to 1024, crop the padding, resize to the original
         size, threshold at 0), in chunks of ``mask_chunk`` masks to bound memory.
         """
+        rows, cols = self._resize_matrices()
         boxes, areas, stability = [], [], []
         for start in range(0, low_res.shape[0], self.mask_chunk):
-            up = self._upsample(low_res[start : start + self.mask_chunk])  # (k, H, W)
-            masks = up > 0.0
-            b = batched_mask_to_box(masks).float()  # inclusive XYXY, zeros when empty
-            a = masks.flatten(1).sum(1)
-            b[:, 2:] += (a > 0).float()[:, None]  # x2 / y2 exclusive for non-empty masks
+            chunk = low_res[start : start + self.mask_chunk]
+            b, a, s = self._chunk_boxes(rows, chunk, cols, stability_offset)
             boxes.append(b)
             areas.append(a)
-            stability.append(calculate_stability_score(up, 0.0, stability_offset).float())
+            stability.append(s)
         if not boxes:
             z = torch.zeros(0, device=self.device)
             return MaskBoxes(z.view(0, 4), z.long(), z)
         return MaskBoxes(torch.cat(boxes), torch.cat(areas), torch.cat(stability))
+
+
+def chunk_mask_boxes(
+    rows: torch.Tensor, low_res: torch.Tensor, cols: torch.Tensor, stability_offset: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(k, 256, 256) logits upsampled to the original size through the resize matrices (rows
+    (H, 256), columns (W, 256); ``_resize_matrices``) and thresholded at 0 -> x2-exclusive
+    boxes (k, 4) (zeros for an empty mask), areas (k,) and SAM's stability scores (k,)."""
+    up = rows @ low_res.float() @ cols.T  # (k, H, W)
+    masks = up > 0.0
+    boxes = batched_mask_to_box(masks).float()  # inclusive XYXY, zeros when empty
+    areas = masks.flatten(1).sum(1)
+    boxes[:, 2:] += (areas > 0).float()[:, None]  # x2 / y2 exclusive for non-empty masks
+    return boxes, areas, calculate_stability_score(up, 0.0, stability_offset).float()
 
 
 class _Support(NamedTuple):
