@@ -77,9 +77,15 @@ def stage(args: argparse.Namespace) -> None:
     )
     rows = []
     reference: list[np.ndarray] = []
-    for decoder, precision, chunk_text, *post in variants:
+    from weaksam.proposals import generate
+
+    grid_candidates = generate.grid_candidates
+    for decoder, precision, chunk_text, *extra in variants:
         chunk = int(chunk_text)
-        compile_post = post == ["cpost"]
+        compile_post = "cpost" in extra
+        # "sync": the grid's IoU threshold applied per batch, as on the CPU (the device is
+        # waited on per batch of prompts), instead of once after the last batch
+        generate.grid_candidates = partial(grid_candidates, prefilter="sync" in extra)  # type: ignore[assignment]
         point_decoder: Any = None
         if decoder == "factored":
             point_decoder = factored.decode
@@ -124,12 +130,12 @@ def stage(args: argparse.Namespace) -> None:
                 sync(device)
             averages = prof.key_averages()
             with args.table.open("a") as f:
-                f.write(f"== {decoder}:{precision}:{chunk}:{post}, by CUDA time\n")
+                f.write(f"== {decoder}:{precision}:{chunk}:{extra}, by CUDA time\n")
                 f.write(averages.table(sort_by="cuda_time_total", row_limit=25) + "\n")
-                f.write(f"== {decoder}:{precision}:{chunk}:{post}, by CPU time\n")
+                f.write(f"== {decoder}:{precision}:{chunk}:{extra}, by CPU time\n")
                 f.write(averages.table(sort_by="cpu_time_total", row_limit=25) + "\n")
         row = {"decoder": decoder, "precision": precision, "mask_chunk": chunk,
-               "compiled_postprocessing": compile_post,
+               "compiled_postprocessing": compile_post, "synced_per_batch": "sync" in extra,
                "stage_seconds_per_image": seconds / len(photos),
                "proposals_per_image": count / len(photos),
                "reference_proposals_matched_at_iou_0.95": matched / max(total, 1),
@@ -237,8 +243,9 @@ def main() -> None:
         "--variant",
         action="append",
         default=[],
-        help="DECODER:PRECISION:MASK_CHUNK[:cpost] for --stage (torch, factored or compiled; "
-        "cpost: the post-processing compiled too; repeat; the first is the reference)",
+        help="DECODER:PRECISION:MASK_CHUNK[:cpost][:sync] for --stage (torch, factored or "
+        "compiled; cpost: the post-processing compiled too; sync: the grid thresholded per "
+        "batch, as on the CPU; repeat; the first is the reference)",
     )
     ap.add_argument("--vit-h", action="store_true", help="--stage: time SAM ViT-H's encoder too")
     ap.add_argument(

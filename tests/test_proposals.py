@@ -15,6 +15,7 @@ from weaksam.proposals.filters import filter_proposals
 from weaksam.proposals.generate import (
     SOURCES,
     class_aware_proposals,
+    grid_candidates,
     grid_proposals,
     mask_box_nms,
     point_proposals,
@@ -118,6 +119,36 @@ def test_grid_thresholds_and_nms() -> None:
     boxes, scores, _ = grid_proposals(negative, torch.tensor([[1.0, 1.0]]), off, batch=64)
     assert sorted(boxes[:, 0].tolist()) == [1, 3]
     assert sorted(scores.tolist()) == pytest.approx([-0.1, 0.8])
+
+
+class EmptyAndUnstableSegmenter(StubSegmenter):
+    """The stub with codes 2, 3, 12, 13 (tokens 2 and 3) empty masks, code 11 unstable (0.2)."""
+
+    def masks_to_boxes(self, low_res: torch.Tensor, *, stability_offset: float = 1.0) -> MaskBoxes:
+        self.offsets.append(stability_offset)
+        c = low_res[:, 0, 0]
+        boxes = torch.stack([c, c, c + 5, c + 5], dim=1)
+        empty = c % 10 >= 2
+        boxes[empty] = 0.0
+        areas = torch.where(empty, 0, 25)
+        return MaskBoxes(boxes, areas, torch.where(c == 11, 0.2, 0.9))
+
+
+@pytest.mark.parametrize("prefilter", [True, False])
+def test_grid_thresholds_applied_per_batch_or_after_the_last(prefilter: bool) -> None:
+    """The grid's thresholds dropped before the post-processing (the CPU's way) or applied once
+    after the last batch (a GPU's): the same candidates. Three points in batches of 2: codes
+    1, 2, 3 / 11, 12, 13, then 1, 2, 3 (codes restart per batch). Tokens 1..3 have IoU 0.8,
+    0.25, 0.7: token 2 fails IoU > 0.3 (its empty masks are not counted); token 3 passes but its
+    mask is empty (3 empties, one per point); code 11 fails stability 0.2 < 0.3. Kept: code 1
+    of points 0 and 2, IoU 0.8 each."""
+    seg = EmptyAndUnstableSegmenter(iou=(0.99, 0.8, 0.25, 0.7))
+    grid = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    boxes, scores, empty = grid_candidates(
+        seg, grid, ProposalsConfig(), batch=2, prefilter=prefilter
+    )
+    assert boxes.tolist() == [[1, 1, 6, 6], [1, 1, 6, 6]]
+    assert scores.tolist() == pytest.approx([0.8, 0.8]) and empty == 3
 
 
 def test_sources_merge_in_order_and_no_prompts() -> None:

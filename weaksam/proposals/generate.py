@@ -15,6 +15,8 @@ Empty masks give no box (counted in the image's ``empty_masks`` attribute).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
@@ -24,14 +26,40 @@ from weaksam.proposals.store import SOURCES, ImageProposals
 from weaksam.sam.predictor import Segmenter
 
 
-def _boxes_of(
-    seg: Segmenter, low_res: torch.Tensor, iou: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(K, 256, 256) logits and (K,) IoU -> boxes and scores of the non-empty masks, and the count
-    of empty ones (an empty mask's box is zeros; a non-empty one has x2 >= 1)."""
+class Candidates(NamedTuple):
+    """Boxes (K, 4), scores (K,) and which of them to keep (K,) bool, all on the segmenter's
+    device, with the count of empty masks as a 0-d tensor. Kept apart until ``kept`` so that
+    a GPU is never waited on inside the batch loops: boolean indexing and ``int`` of a count
+    wait for every queued kernel, and then the GPU idles while the host queues the next batch
+    (on an H200, 12 ms of host time per batch of 256 prompts against 16 ms of decoding)."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    keep: torch.Tensor
+    empty: torch.Tensor
+
+    def kept(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.boxes[self.keep], self.scores[self.keep], int(self.empty)
+
+
+def _candidates(parts: list[Candidates], device: torch.device) -> Candidates:
+    if not parts:
+        z = torch.zeros(0, device=device)
+        return Candidates(z.view(0, 4), z, z.bool(), torch.zeros((), device=device).long())
+    return Candidates(
+        torch.cat([c.boxes for c in parts]),
+        torch.cat([c.scores for c in parts]),
+        torch.cat([c.keep for c in parts]),
+        sum((c.empty for c in parts), torch.zeros((), device=device).long()),
+    )
+
+
+def _boxes_of(seg: Segmenter, low_res: torch.Tensor, iou: torch.Tensor) -> Candidates:
+    """(K, 256, 256) logits and (K,) IoU -> boxes and scores, the non-empty masks kept (an empty
+    mask's box is zeros; a non-empty one has x2 >= 1)."""
     boxes = seg.mask_boxes(low_res)
     nonempty = boxes[:, 2] > 0
-    return boxes[nonempty], iou[nonempty], int((~nonempty).sum())
+    return Candidates(boxes, iou, nonempty, (~nonempty).sum())
 
 
 def point_proposals(
@@ -39,15 +67,14 @@ def point_proposals(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Single-point prompts (P, 2) -> boxes of multimask outputs ``keep`` (decoder tokens 1 + k)."""
     tokens = [1 + k for k in keep]
-    boxes, scores, empty = [], [], 0
+    parts = []
     for start in range(0, points.shape[0], batch):
         p = points[start : start + batch, None, :]  # (b, 1, 2)
         dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
-        b, s, e = _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
-        boxes.append(b)
-        scores.append(s)
-        empty += e
-    return (*_cat(boxes, scores, seg.device), empty)
+        parts.append(
+            _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
+        )
+    return _candidates(parts, seg.device).kept()
 
 
 def class_aware_proposals(
@@ -57,41 +84,52 @@ def class_aware_proposals(
     are decoded together; no class is padded beyond the single label -1 point that SAM's prompt
     encoder appends to every point-only prompt (extra padding points change the masks)."""
     tokens = [1 + k for k in keep]
-    boxes, scores, empty = [], [], 0
+    parts = []
     for n in sorted({int(g.shape[0]) for g in groups}):
         points = torch.stack([g for g in groups if g.shape[0] == n])  # (b, n, 2)
         dec = seg.decode(points, torch.ones(points.shape[:2], dtype=torch.long))
-        b, s, e = _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
-        boxes.append(b)
-        scores.append(s)
-        empty += e
-    return (*_cat(boxes, scores, seg.device), empty)
+        parts.append(
+            _boxes_of(seg, dec.low_res[:, tokens].flatten(0, 1), dec.iou[:, tokens].flatten())
+        )
+    return _candidates(parts, seg.device).kept()
 
 
 def grid_candidates(
-    seg: Segmenter, grid: torch.Tensor, cfg: ProposalsConfig, batch: int
+    seg: Segmenter,
+    grid: torch.Tensor,
+    cfg: ProposalsConfig,
+    batch: int,
+    *,
+    prefilter: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The automatic-mask-generator path before its box NMS: every multimask output of every
     grid point (G, 2) that passes the predicted-IoU and stability thresholds, as boxes, scores
-    (predicted IoU) and the count of empty masks."""
-    boxes, scores, empty = [], [], 0
+    (predicted IoU) and the count of empty masks (among those that pass the IoU threshold).
+
+    With ``prefilter`` (the default on the CPU) the masks below the IoU threshold are dropped
+    before their post-processing (less arithmetic); without (the default elsewhere) every mask
+    is post-processed and the thresholds are applied once, after the last batch, so that the
+    device is not waited on per batch (``Candidates``). The same boxes either way."""
+    parts = []
+    if prefilter is None:
+        prefilter = seg.device.type == "cpu"
     for start in range(0, grid.shape[0], batch):
         p = grid[start : start + batch, None, :]
         dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
         low_res, iou = dec.low_res[:, 1:].flatten(0, 1), dec.iou[:, 1:].flatten()  # 3 per point
-        if cfg.pred_iou_thresh > 0:  # as SAM: >, and no filter at a threshold of 0
-            keep = iou > cfg.pred_iou_thresh
-            low_res, iou = low_res[keep], iou[keep]
-        if not low_res.shape[0]:
-            continue
+        # as SAM: IoU >, stability >=, and no filter at a threshold of 0
+        passed = iou > cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0 else torch.ones_like(iou)
+        passed = passed.bool()
+        if prefilter:
+            low_res, iou, passed = low_res[passed], iou[passed], passed[passed]
+            if not low_res.shape[0]:
+                continue
         mb = seg.masks_to_boxes(low_res, stability_offset=cfg.stability_score_offset)
-        ok = mb.areas > 0
-        if cfg.stability_score_thresh > 0:  # as SAM: >=, and no filter at a threshold of 0
+        ok = passed & (mb.areas > 0)
+        if cfg.stability_score_thresh > 0:
             ok &= mb.stability >= cfg.stability_score_thresh
-        empty += int((mb.areas == 0).sum())
-        boxes.append(mb.boxes[ok])
-        scores.append(iou[ok])
-    return (*_cat(boxes, scores, seg.device), empty)
+        parts.append(Candidates(mb.boxes, iou, ok, (passed & (mb.areas == 0)).sum()))
+    return _candidates(parts, seg.device).kept()
 
 
 def grid_proposals(
@@ -110,14 +148,6 @@ def mask_box_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> to
     inclusive = boxes - torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
     zeros = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
     return batched_nms(inclusive, scores, zeros, thresh)
-
-
-def _cat(
-    boxes: list[torch.Tensor], scores: list[torch.Tensor], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    if not boxes:
-        return torch.zeros(0, 4, device=device), torch.zeros(0, device=device)
-    return torch.cat(boxes), torch.cat(scores)
 
 
 def weaksam_proposals(
