@@ -80,12 +80,23 @@ def stage(args: argparse.Namespace) -> None:
     from weaksam.proposals import generate
 
     grid_candidates = generate.grid_candidates
+    to_input_frame = PromptableSegmenter._to_input_frame
+
+    def blocking_copy(seg: PromptableSegmenter, xy: torch.Tensor) -> torch.Tensor:
+        out = to_input_frame(seg, xy)
+        sync(seg.device)  # as a blocking copy from host memory waits for the queue
+        return out
+
     for decoder, precision, chunk_text, *extra in variants:
         chunk = int(chunk_text)
         compile_post = "cpost" in extra
         # "sync": the grid's IoU threshold applied per batch, as on the CPU (the device is
-        # waited on per batch of prompts), instead of once after the last batch
+        # waited on per batch of prompts), instead of once after the last batch; "blocking":
+        # each batch's prompts copied to the device after every queued kernel, as before
         generate.grid_candidates = partial(grid_candidates, prefilter="sync" in extra)  # type: ignore[assignment]
+        PromptableSegmenter._to_input_frame = (  # type: ignore[method-assign]
+            blocking_copy if "blocking" in extra else to_input_frame
+        )
         point_decoder: Any = None
         if decoder == "factored":
             point_decoder = factored.decode
@@ -142,17 +153,20 @@ def stage(args: argparse.Namespace) -> None:
                "first_decode_seconds": first}  # fmt: skip
         if encoder_seconds is not None:  # SAM ViT-H's encoder (bf16) + this stage
             row["vit_h_images_per_second"] = 1.0 / (encoder_seconds + seconds / len(photos))
+        row["synced_before_each_decode"] = "blocking" in extra
         rows.append(row)
         print(row, flush=True)
-    result = {
-        "images": [f.name for f in paths],
-        "prompts_per_image": f"{side} x {side} grid + {n_peaks} random peaks",
-        "stage": rows,
-        "vit_h_encoder_bf16_seconds": encoder_seconds,
-        "vit_h_encoder_compiled": bool(args.compile_encoder),
-        "machine": machine_info() | {"cuda": torch.cuda.get_device_name() if gpu else None},
-    }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        result = {  # written after every variant: a run cut short keeps its rows
+            "images": [f.name for f in paths],
+            "prompts_per_image": f"{side} x {side} grid + {n_peaks} random peaks",
+            "stage": rows,
+            "vit_h_encoder_bf16_seconds": encoder_seconds,
+            "vit_h_encoder_compiled": bool(args.compile_encoder),
+            "machine": machine_info() | {"cuda": torch.cuda.get_device_name() if gpu else None},
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    generate.grid_candidates = grid_candidates  # type: ignore[assignment]
+    PromptableSegmenter._to_input_frame = to_input_frame  # type: ignore[method-assign]
 
 
 def encoders(args: argparse.Namespace) -> None:
@@ -182,6 +196,8 @@ def encoders(args: argparse.Namespace) -> None:
     reference: torch.Tensor | None = None
     for attention, precision, mode in variants:
         bf16 = precision == "bf16"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         encoder = VitImageEncoder(
             sam.image_encoder, device, "sam-vit_h", bf16=bf16, compile=mode == "compiled"
         )
@@ -243,9 +259,10 @@ def main() -> None:
         "--variant",
         action="append",
         default=[],
-        help="DECODER:PRECISION:MASK_CHUNK[:cpost][:sync] for --stage (torch, factored or "
-        "compiled; cpost: the post-processing compiled too; sync: the grid thresholded per "
-        "batch, as on the CPU; repeat; the first is the reference)",
+        help="DECODER:PRECISION:MASK_CHUNK[:cpost][:sync][:blocking] for --stage (torch, "
+        "factored or compiled; cpost: the post-processing compiled too; sync: the grid "
+        "thresholded per batch, as on the CPU; blocking: the device waited on before each "
+        "decode; repeat; the first is the reference)",
     )
     ap.add_argument("--vit-h", action="store_true", help="--stage: time SAM ViT-H's encoder too")
     ap.add_argument(

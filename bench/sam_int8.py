@@ -173,7 +173,7 @@ def main() -> None:
         p = prompts[prompts["image_id"] == row.image_id]
         peaks = p[p["source"] == "peak"][["x", "y"]].to_numpy(np.float32)
         points = np.concatenate([peaks, grid_points(w, h, cfg.prompts.points_per_side)])
-        coords_all = (torch.from_numpy(points) * seg._scale())[:, None]  # (P, 1, 2), 1024 frame
+        coords_all = seg._to_input_frame(torch.from_numpy(points))[:, None]  # (P, 1, 2), 1024 frame
         n_prompts += len(points)
         for k in encoders:
             enc_error[k].append(float((embeddings[k] - ref).norm() / ref.norm()))

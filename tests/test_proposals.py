@@ -121,34 +121,50 @@ def test_grid_thresholds_and_nms() -> None:
     assert sorted(scores.tolist()) == pytest.approx([-0.1, 0.8])
 
 
-class EmptyAndUnstableSegmenter(StubSegmenter):
-    """The stub with codes 2, 3, 12, 13 (tokens 2 and 3) empty masks, code 11 unstable (0.2)."""
+class ThresholdStub(StubSegmenter):
+    """The stub with codes 100 * call + 10 * b + t (distinct across batches); the masks of
+    codes 2, 3 and 103 are empty and code 11's is unstable (0.2)."""
+
+    def decode(
+        self,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+    ) -> Decoded:
+        call = len(self.calls)
+        dec = super().decode(points, labels, boxes)
+        return Decoded(dec.low_res + 100.0 * call, dec.iou)
 
     def masks_to_boxes(self, low_res: torch.Tensor, *, stability_offset: float = 1.0) -> MaskBoxes:
         self.offsets.append(stability_offset)
         c = low_res[:, 0, 0]
         boxes = torch.stack([c, c, c + 5, c + 5], dim=1)
-        empty = c % 10 >= 2
+        empty = (c == 2) | (c == 3) | (c == 103)
         boxes[empty] = 0.0
-        areas = torch.where(empty, 0, 25)
-        return MaskBoxes(boxes, areas, torch.where(c == 11, 0.2, 0.9))
+        return MaskBoxes(boxes, torch.where(empty, 0, 25), torch.where(c == 11, 0.2, 0.9))
 
 
 @pytest.mark.parametrize("prefilter", [True, False])
 def test_grid_thresholds_applied_per_batch_or_after_the_last(prefilter: bool) -> None:
     """The grid's thresholds dropped before the post-processing (the CPU's way) or applied once
-    after the last batch (a GPU's): the same candidates. Three points in batches of 2: codes
-    1, 2, 3 / 11, 12, 13, then 1, 2, 3 (codes restart per batch). Tokens 1..3 have IoU 0.8,
-    0.25, 0.7: token 2 fails IoU > 0.3 (its empty masks are not counted); token 3 passes but its
-    mask is empty (3 empties, one per point); code 11 fails stability 0.2 < 0.3. Kept: code 1
-    of points 0 and 2, IoU 0.8 each."""
-    seg = EmptyAndUnstableSegmenter(iou=(0.99, 0.8, 0.25, 0.7))
+    after the last batch (a GPU's): the same candidates, in the same order. Three points in
+    batches of 2: masks 1, 2, 3, 11, 12, 13 (call 0), then 101, 102, 103 (call 1). Tokens 1..3
+    have IoU 0.8, 0.25, 0.7, so token 2 (codes 2, 12, 102) fails IoU > 0.3 whatever its mask:
+    12 and 102 are good masks and still go, 2 is empty and is not counted. Of the rest, 3 and
+    103 are empty (2 counted) and 11 is unstable (0.2 < 0.3). Kept: 1, 13, 101."""
+    seg = ThresholdStub(iou=(0.99, 0.8, 0.25, 0.7))
     grid = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
     boxes, scores, empty = grid_candidates(
         seg, grid, ProposalsConfig(), batch=2, prefilter=prefilter
     )
-    assert boxes.tolist() == [[1, 1, 6, 6], [1, 1, 6, 6]]
-    assert scores.tolist() == pytest.approx([0.8, 0.8]) and empty == 3
+    assert boxes[:, 0].tolist() == [1, 13, 101] and boxes[:, 2].tolist() == [6, 18, 106]
+    assert scores.tolist() == pytest.approx([0.8, 0.7, 0.8]) and empty == 2
+    # thresholds of 0 switch both filters off: every non-empty mask, all 3 empties counted
+    off = ProposalsConfig(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    seg = ThresholdStub(iou=(0.99, 0.8, 0.25, 0.7))
+    boxes, scores, empty = grid_candidates(seg, grid, off, batch=2, prefilter=prefilter)
+    assert boxes[:, 0].tolist() == [1, 11, 12, 13, 101, 102] and empty == 3
+    assert scores.tolist() == pytest.approx([0.8, 0.8, 0.25, 0.7, 0.8, 0.25])
 
 
 def test_sources_merge_in_order_and_no_prompts() -> None:

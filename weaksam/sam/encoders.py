@@ -123,8 +123,9 @@ def _shallow_copy(module: nn.Module) -> nn.Module:
 
 
 def with_sdpa_attention(encoder: ImageEncoderViT) -> nn.Module:
-    """A SAM ViT encoder whose blocks' attention is ``SdpaAttention``, sharing ``encoder``'s
-    parameters and leaving ``encoder`` as it was."""
+    """A SAM ViT encoder whose blocks' attention is ``SdpaAttention``. ``encoder``'s modules
+    stay as they were (its blocks keep SAM's ``Attention``); the parameters are shared, so
+    moving the copy to a device moves them too."""
     fast = _shallow_copy(encoder)
     blocks = [_shallow_copy(block) for block in encoder.blocks]
     for block, original in zip(blocks, encoder.blocks, strict=True):

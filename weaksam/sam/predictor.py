@@ -153,10 +153,14 @@ class PromptableSegmenter:
         self.features, self.input_size = self.encoder(image)
         self.original_size = (int(image.shape[0]), int(image.shape[1]))
 
-    def _scale(self) -> torch.Tensor:
+    def _to_input_frame(self, xy: torch.Tensor) -> torch.Tensor:
+        """(..., 2k) x, y pairs in original pixels -> SAM's 1024 frame, on the device: scaled
+        where they are, then copied without waiting (``.to`` a GPU from host memory otherwise
+        waits for every kernel already queued, once per batch of prompts)."""
         h, w = self.original_size
         nh, nw = self.input_size
-        return torch.tensor([nw / w, nh / h], device=self.device)
+        scale = torch.tensor([nw / w, nh / h], device=xy.device).repeat(xy.shape[-1] // 2)
+        return (xy.float() * scale).to(self.device, non_blocking=True)
 
     def check_points(self, points: torch.Tensor) -> None:
         h, w = self.original_size
@@ -201,14 +205,14 @@ class PromptableSegmenter:
                 return self._no_prompts()
             valid = labels >= 0
             self.check_points(points[valid])
-            coords = points.to(self.device).float() * self._scale()  # (B, N, 2) in the 1024 frame
-            sparse_points = (coords, labels.to(self.device))
+            coords = self._to_input_frame(points)  # (B, N, 2) in the 1024 frame
+            sparse_points = (coords, labels.to(self.device, non_blocking=True))
         box_in = None
         if boxes is not None:
             if boxes.shape[0] == 0:
                 return self._no_prompts()
             self.check_points(boxes.view(-1, 2, 2))
-            box_in = boxes.to(self.device).float() * self._scale().repeat(2)  # (B, 4)
+            box_in = self._to_input_frame(boxes)  # (B, 4)
         # The decoder runs in fp32 (``precision``) even where the encoder runs in bf16: bf16
         # rounding of its logits and predicted IoUs changes which masks pass SAM's thresholds
         with decoder_precision(self.device, self.precision):
