@@ -119,8 +119,10 @@ def grid_candidates(
         dec = seg.decode(p, torch.ones(p.shape[:2], dtype=torch.long))
         low_res, iou = dec.low_res[:, 1:].flatten(0, 1), dec.iou[:, 1:].flatten()  # 3 per point
         # as SAM: IoU >, stability >=, and no filter at a threshold of 0
-        passed = iou > cfg.pred_iou_thresh if cfg.pred_iou_thresh > 0 else torch.ones_like(iou)
-        passed = passed.bool()
+        if cfg.pred_iou_thresh > 0:
+            passed = iou > cfg.pred_iou_thresh
+        else:
+            passed = torch.ones_like(iou, dtype=torch.bool)
         if prefilter:
             low_res, iou, passed = low_res[passed], iou[passed], passed[passed]
             if not low_res.shape[0]:

@@ -246,7 +246,7 @@ class PromptableSegmenter:
     def _upsample(self, chunk: torch.Tensor) -> torch.Tensor:
         """(k, 256, 256) low-res logits -> (k, H, W) logits at the original size."""
         rows, cols = self._resize_matrices()
-        return rows @ chunk.float() @ cols.T
+        return upsample_logits(rows, chunk, cols)
 
     @torch.no_grad()
     def mask_boxes(self, low_res: torch.Tensor) -> torch.Tensor:
@@ -330,13 +330,19 @@ class PromptableSegmenter:
         return MaskBoxes(torch.cat(boxes), torch.cat(areas), torch.cat(stability))
 
 
+def upsample_logits(rows: torch.Tensor, low_res: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(k, 256, 256) logits -> (k, H, W) at the original size through the resize matrices (rows
+    (H, 256), columns (W, 256); ``PromptableSegmenter._resize_matrices``)."""
+    return rows @ low_res.float() @ cols.T
+
+
 def chunk_mask_boxes(
     rows: torch.Tensor, low_res: torch.Tensor, cols: torch.Tensor, stability_offset: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(k, 256, 256) logits upsampled to the original size through the resize matrices (rows
     (H, 256), columns (W, 256); ``_resize_matrices``) and thresholded at 0 -> x2-exclusive
     boxes (k, 4) (zeros for an empty mask), areas (k,) and SAM's stability scores (k,)."""
-    up = rows @ low_res.float() @ cols.T  # (k, H, W)
+    up = upsample_logits(rows, low_res, cols)  # (k, H, W)
     masks = up > 0.0
     boxes = batched_mask_to_box(masks).float()  # inclusive XYXY, zeros when empty
     areas = masks.flatten(1).sum(1)
