@@ -18,7 +18,7 @@ from weaksam.wsod.infer import postprocess
 from weaksam.wsod.losses import image_loss, mist_refine_loss, oicr_refine_loss, wsddn_loss
 from weaksam.wsod.model import WsodOutput
 from weaksam.wsod.pseudo_labels import greedy_nms, mist_pseudo_labels, oicr_pseudo_labels
-from weaksam.wsod.train import dropblock_lr_factor, lr_factor, param_groups
+from weaksam.wsod.train import dropblock_lr_factor, lr_factor, param_groups, refine_ramp
 
 
 def t(x: list[list[float]] | list[float]) -> torch.Tensor:
@@ -227,6 +227,46 @@ def test_image_loss_uses_background_free_scores_for_refinements() -> None:
     loss = image_loss(out, rois, t([1]), head="mist", mist=MistConfig(), oicr=OicrConfig())
     assert set(loss.parts) == {"mil", "ref1", "reg1", "ref2", "reg2", "ref3", "reg3"}
     assert math.isfinite(float(loss.total))
+
+
+def _two_roi_output(head: str) -> WsodOutput:
+    # two classes (K = 2); MIST's MIL and every refinement carry a background column first
+    mil_cols = 3 if head == "mist" else 2
+    return WsodOutput(
+        cls=torch.linspace(-1, 1, 2 * mil_cols).view(2, mil_cols).requires_grad_(),
+        det=torch.linspace(1, -1, 2 * mil_cols).view(2, mil_cols).requires_grad_(),
+        refine=[t([[0.0, 1.0, 0.2], [0.5, 0.0, 0.1]]).requires_grad_() for _ in range(3)],
+        bbox=[torch.zeros(2, 12, requires_grad=True) for _ in range(3)] if head == "mist" else [],
+    )
+
+
+@pytest.mark.parametrize("head", ["mist", "oicr"])
+def test_refine_weight_scales_only_the_refinement_losses(head: str) -> None:
+    rois, labels = t([[0, 0, 10, 10], [50, 0, 60, 10]]), t([1, 0])
+    kw = {"head": head, "mist": MistConfig(), "oicr": OicrConfig()}
+    full = image_loss(_two_roi_output(head), rois, labels, **kw)  # type: ignore[arg-type]
+    refinements = sum(v for k, v in full.parts.items() if k != "mil")
+    assert refinements > 0
+    assert full.total.item() == pytest.approx(full.parts["mil"] + refinements, rel=1e-6)
+    out = _two_roi_output(head)
+    half = image_loss(out, rois, labels, refine_weight=0.5, **kw)  # type: ignore[arg-type]
+    # the parts are logged before the weight; the total carries half of the refinements
+    assert half.parts == pytest.approx(full.parts)
+    assert half.total.item() == pytest.approx(full.parts["mil"] + 0.5 * refinements, rel=1e-6)
+    out = _two_roi_output(head)
+    none = image_loss(out, rois, labels, refine_weight=0.0, **kw)  # type: ignore[arg-type]
+    assert none.total.item() == full.parts["mil"]
+    none.total.backward()
+    # weight 0: the refinement layers get no gradient, the MIL streams still do
+    assert all(float(r.grad.abs().sum()) == 0.0 for r in out.refine)  # type: ignore[union-attr]
+    assert float(out.det.grad.abs().sum()) > 0  # type: ignore[union-attr]
+
+
+def test_refine_ramp_by_hand() -> None:
+    # N = 4: (step + 1) / 4 for 0-based steps 0-3, then 1; N = 0 (the default): always 1
+    cfg = replace(WsodConfig(), refine_ramp_iterations=4)
+    assert [refine_ramp(s, cfg) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert refine_ramp(0, WsodConfig()) == 1.0
 
 
 # ---- boxes, schedule, inference --------------------------------------------------------------

@@ -231,6 +231,11 @@ class WsodConfig:
     # None: the head's own rate for its refinement (and box) layers: x10 for OICR (METHOD.md 7.2),
     # x1 for MIST (wetectron has no multiplier)
     refine_lr_mult: float | None = None
+    # 0 (METHOD.md): the refinement losses count fully from the first step. N > 0: they are
+    # weighted by (step + 1) / N over the first N steps, so that the MIL branch shapes the
+    # shared layers before the refinements train on its picks (a deviation for randomly
+    # initialised FC layers; the paper's are ImageNet-pretrained VGG16 ones)
+    refine_ramp_iterations: int = 0
     # the image labels WSOD trains on: false, every class of the manifest's labels (an image's
     # only label list for folder + labels.csv sources); true, only classes with an object that
     # is neither ignored (VOC difficult) nor a crowd, as wetectron (the reference MIST) builds its

@@ -22,6 +22,7 @@ _TRAIN = RuleKeys(
         "wsod.bias_lr_mult",
         "wsod.backbone_lr_mult",
         "wsod.refine_lr_mult",
+        "wsod.refine_ramp_iterations",
         "wsod.exclude_difficult_labels",
         "wsod.warmup_iterations",
         "wsod.warmup_factor",

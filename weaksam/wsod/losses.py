@@ -72,9 +72,12 @@ def image_loss(
     head: Head,
     mist: MistConfig,
     oicr: OicrConfig,
+    refine_weight: float = 1.0,
 ) -> LossParts:
     """The whole loss of one image. Pseudo-labels come from detached scores of the previous
-    stage: WSDDN's phi for refinement 1, softmax of refinement k-1 (background dropped) after."""
+    stage: WSDDN's phi for refinement 1, softmax of refinement k-1 (background dropped) after.
+    ``refine_weight`` multiplies every refinement's losses (``wsod.refine_ramp_iterations``);
+    the parts are logged before it."""
     outf = WsodOutput(
         cls=out.cls.float(),
         det=out.det.float(),
@@ -98,7 +101,7 @@ def image_loss(
                 fg_iou=mist.fg_iou,
             )
             cls, reg = mist_refine_loss(logits, outf.bbox[k], rois, pl, mist.loss_weights[k])
-            total = total + cls + reg
+            total = total + refine_weight * (cls + reg)
             parts[f"ref{k + 1}"] = float(cls.detach())
             parts[f"reg{k + 1}"] = float(reg.detach())
         else:
@@ -111,7 +114,7 @@ def image_loss(
                 fg_iou=oicr.fg_iou,
             )
             loss = oicr_refine_loss(logits, pl)
-            total = total + loss
+            total = total + refine_weight * loss
             parts[f"ref{k + 1}"] = float(loss.detach())
         source = F.softmax(logits.detach(), dim=1)[:, 1:]
     return LossParts(total, parts)

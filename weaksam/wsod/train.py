@@ -134,6 +134,13 @@ def dropblock_lr_factor(step: int, cfg: WsodConfig) -> float:
 HEAD_REFINE_LR_MULT: dict[str, float] = {"wsddn": 1.0, "oicr": 10.0, "mist": 1.0}
 
 
+def refine_ramp(step: int, cfg: WsodConfig) -> float:
+    """The refinement losses' weight at 0-based ``step``: (step + 1) / N over the first N =
+    ``refine_ramp_iterations`` steps, 1 after (and always with N = 0)."""
+    n = cfg.refine_ramp_iterations
+    return 1.0 if n <= 0 else min(1.0, (step + 1) / n)
+
+
 def refine_lr_mult(cfg: WsodConfig, head: Head) -> float:
     """The refinement layers' rate multiplier: the config's, else the head's own (OICR x10,
     METHOD.md 7.2; MIST x1, wetectron's solver has none)."""
@@ -260,7 +267,13 @@ def _accumulate(
         with autocast(run.compute, device):
             out = model(sample.image[None].to(device), rois)
         loss = image_loss(
-            out, rois, sample.labels.to(device), head=run.head, mist=run.cfg.mist, oicr=run.cfg.oicr
+            out,
+            rois,
+            sample.labels.to(device),
+            head=run.head,
+            mist=run.cfg.mist,
+            oicr=run.cfg.oicr,
+            refine_weight=refine_ramp(step, run.cfg),
         )
         (loss.total * (sign / batch)).backward()
         total += float(loss.total.detach()) / batch
