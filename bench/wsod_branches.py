@@ -16,14 +16,16 @@ or only in the refinements (they followed a wrong first choice and never correct
 
 One pass per image at the config's first test scale, no flip, no box regression: each branch's
 top-scoring proposal per labelled class, counted correct at IoU >= ``evaluation.iou`` with a
-ground-truth box of that class (CorLoc's rule); per branch and class: that CorLoc and the mean
-area of the top box over the image's.
+ground-truth box of that class (CorLoc's rule); per branch and class: that CorLoc, the mean
+area of the top box over the image's, and what the top box is on (its class's object, another
+class's, part of an object, or no object: IoU <= 0.1 with every object).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -36,6 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import float_list, machine_info  # noqa: E402
 from weaksam.config import WeaksamConfig, load_config, merge_config, read_config_files  # noqa: E402
+
+KINDS = ("own_class", "other_class", "part", "no_object")
 
 
 def proposal_source(cfg: WeaksamConfig, results: Path, split: str) -> Any:
@@ -71,13 +75,19 @@ def branch_corloc(cfg: WeaksamConfig, results: Path, split: str, model_path: Pat
     proposals, _ = proposal_source(cfg, results, split)
     gt = json.loads((results / "gt" / f"{split}.json").read_text())
     gt_boxes: dict[tuple[int, int], list[list[float]]] = defaultdict(list)
+    every_object: dict[int, list[tuple[list[float], int]]] = defaultdict(list)
     for ann in gt["annotations"]:
         x, y, w, h = ann["bbox"]
-        gt_boxes[(int(ann["image_id"]), int(ann["category_id"]) - 1)].append([x, y, x + w, y + h])
+        c = int(ann["category_id"]) - 1
+        gt_boxes[(int(ann["image_id"]), c)].append([x, y, x + w, y + h])
+        every_object[int(ann["image_id"])].append(([x, y, x + w, y + h], c))
 
     branches = ["wsddn", *(f"ref{i + 1}" for i in range(len(model.refine)))]
     hits: dict[str, dict[str, list[bool]]] = {b: defaultdict(list) for b in branches}
     areas: dict[str, dict[str, list[float]]] = {b: defaultdict(list) for b in branches}
+    # what the top box is on: its class's object, another class's (IoU >= the CorLoc IoU with
+    # the object it overlaps most), part of an object (IoU > 0.1), or no object (IoU <= 0.1)
+    on: dict[str, dict[str, list[str]]] = {b: defaultdict(list) for b in branches}
     frame = read_manifest(results / "manifest.parquet").split(split)
     with torch.no_grad():
         for row in frame.itertuples(index=False):
@@ -92,12 +102,21 @@ def branch_corloc(cfg: WeaksamConfig, results: Path, split: str, model_path: Pat
                 objects = gt_boxes.get((int(row.coco_id), c))
                 if not objects:
                     continue  # a label without a box (e.g. only difficult objects)
+                others = every_object[int(row.coco_id)]
+                all_boxes = torch.tensor([o[0] for o in others], dtype=torch.float32)
                 for b in branches:
                     top = rois[int(scores[b][:, c].argmax())]
                     iou = box_iou(top[None], torch.tensor(objects, dtype=torch.float32))
                     hits[b][classes[c]].append(bool(iou.max() >= cfg.evaluation.iou))
                     area = float((top[2] - top[0]) * (top[3] - top[1]))
                     areas[b][classes[c]].append(area / (width * height))
+                    overlap = box_iou(top[None], all_boxes)[0]
+                    j = int(overlap.argmax())
+                    if float(overlap[j]) >= cfg.evaluation.iou:
+                        kind = "own_class" if others[j][1] == c else "other_class"
+                    else:
+                        kind = "part" if float(overlap[j]) > 0.1 else "no_object"
+                    on[b][classes[c]].append(kind)
     table: dict[str, Any] = {}
     for b in branches:
         per_class = {c: sum(v) / len(v) for c, v in hits[b].items()}
@@ -105,6 +124,7 @@ def branch_corloc(cfg: WeaksamConfig, results: Path, split: str, model_path: Pat
             "corloc": sum(per_class.values()) / len(per_class),
             "per_class": per_class,
             "top_box_image_fraction": {c: sum(v) / len(v) for c, v in areas[b].items()},
+            "top_box_on": {c: {k: v.count(k) / len(v) for k in KINDS} for c, v in on[b].items()},
         }
     return table
 
@@ -118,8 +138,13 @@ def trajectory(
     from weaksam.wsod.stage import train_stage
 
     # checkpoints every 25 steps: each stop below lands on one, and the run resumes from it
-    if any(s % 25 for s in steps):
-        raise SystemExit("--trajectory steps must be multiples of 25")
+    if any(s <= 0 or s % 25 or s > cfg.wsod.iterations for s in steps):
+        raise SystemExit(
+            f"--trajectory steps must be multiples of 25 in 25-{cfg.wsod.iterations} "
+            "(wsod.iterations)"
+        )
+    if split != cfg.dataset.train_split:
+        raise SystemExit(f"--trajectory trains on the training split ({cfg.dataset.train_split})")
     cfg = replace(cfg, wsod=replace(cfg.wsod, checkpoint_every=25))
     _, digest = proposal_source(cfg, results, split)
     tables: dict[int, dict] = {}
@@ -137,7 +162,25 @@ def trajectory(
             shutil.copy(work if work.exists() else out, snapshot)
             tables[step] = branch_corloc(cfg, results, split, snapshot)
             show(f"step {step}", tables[step])
+        if out.exists():
+            # the whole run: its weights against the workflow's trained head, if there is one
+            tables[done]["equals_workflow_model"] = same_weights(
+                out, results / "wsod" / head / "model.pt"
+            )
+            print("equals the workflow's model:", tables[done]["equals_workflow_model"])
     return tables
+
+
+def same_weights(a: Path, b: Path) -> bool | None:
+    """Whether two checkpoints hold the same weights, bit for bit (None: ``b`` is missing)."""
+    import torch
+
+    from weaksam.wsod.train import load_checkpoint
+
+    if not b.exists():
+        return None
+    wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def show(title: str, table: dict) -> None:
@@ -146,6 +189,8 @@ def show(title: str, table: dict) -> None:
         per_class = {c: round(v, 2) for c, v in t["per_class"].items()}
         area = {c: round(v, 3) for c, v in t["top_box_image_fraction"].items()}
         print(f"  {b} {t['corloc']:.3f} {per_class}; top box / image {area}", flush=True)
+        none = {c: round(v["no_object"], 2) for c, v in t["top_box_on"].items()}
+        print(f"     top box on no object {none}", flush=True)
 
 
 def main() -> None:
@@ -178,6 +223,7 @@ def main() -> None:
     head = args.head or cfg.wsod.heads[0]
     split = args.split or cfg.dataset.train_split
     record: dict[str, Any] = {
+        "command": shlex.join(["python", *sys.argv]),
         "config": [str(c) for c in args.config],
         "set": json.loads(args.set),
         "results": str(args.results),

@@ -236,7 +236,10 @@ def _two_roi_output(head: str) -> WsodOutput:
         cls=torch.linspace(-1, 1, 2 * mil_cols).view(2, mil_cols).requires_grad_(),
         det=torch.linspace(1, -1, 2 * mil_cols).view(2, mil_cols).requires_grad_(),
         refine=[t([[0.0, 1.0, 0.2], [0.5, 0.0, 0.1]]).requires_grad_() for _ in range(3)],
-        bbox=[torch.zeros(2, 12, requires_grad=True) for _ in range(3)] if head == "mist" else [],
+        # non-zero deltas: the box-regression parts are non-zero too
+        bbox=[torch.full((2, 12), 0.3, requires_grad=True) for _ in range(3)]
+        if head == "mist"
+        else [],
     )
 
 
@@ -247,6 +250,8 @@ def test_refine_weight_scales_only_the_refinement_losses(head: str) -> None:
     full = image_loss(_two_roi_output(head), rois, labels, **kw)  # type: ignore[arg-type]
     refinements = sum(v for k, v in full.parts.items() if k != "mil")
     assert refinements > 0
+    if head == "mist":  # the weight must reach the box regression as well
+        assert min(full.parts[f"reg{k}"] for k in (1, 2, 3)) > 0
     assert full.total.item() == pytest.approx(full.parts["mil"] + refinements, rel=1e-6)
     out = _two_roi_output(head)
     half = image_loss(out, rois, labels, refine_weight=0.5, **kw)  # type: ignore[arg-type]

@@ -126,6 +126,26 @@ def test_each_head_trains_and_detects(tiny: Path, tmp_path: Path, head: str) -> 
     assert {e["category_id"] for e in entries} <= {1, 2, 3, 4, 5}
 
 
+def test_refine_ramp_reaches_every_image_of_every_step(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # refine_ramp_iterations 4, 3 steps of 2 images: the loss of each image of 0-based step s
+    # is built with weight (s + 1) / 4 -> 0.25, 0.25, 0.5, 0.5, 0.75, 0.75
+    import weaksam.wsod.train as train_module
+
+    seen: list[float] = []
+    real = train_module.image_loss
+
+    def spy(*args: object, refine_weight: float = 1.0, **kw: object) -> object:
+        seen.append(refine_weight)
+        return real(*args, refine_weight=refine_weight, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "image_loss", spy)
+    torch.set_num_threads(1)
+    _train(tiny, tmp_path / "model.pt", small_cfg(iterations=3, refine_ramp_iterations=4))
+    assert seen == [0.25, 0.25, 0.5, 0.5, 0.75, 0.75]
+
+
 def test_resume_equals_uninterrupted(tiny: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     cfg = small_cfg()
