@@ -36,7 +36,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.machine import float_list, machine_info  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
 from weaksam.config import WeaksamConfig, load_config, merge_config, read_config_files  # noqa: E402
 
 KINDS = ("own_class", "other_class", "part", "no_object")
@@ -74,13 +74,11 @@ def branch_corloc(cfg: WeaksamConfig, results: Path, split: str, model_path: Pat
         raise SystemExit("a WSDDN head has one branch; this compares a MIST / OICR head's branches")
     proposals, _ = proposal_source(cfg, results, split)
     gt = json.loads((results / "gt" / f"{split}.json").read_text())
-    gt_boxes: dict[tuple[int, int], list[list[float]]] = defaultdict(list)
+    # per image: its objects' XYXY boxes and 0-based classes
     every_object: dict[int, list[tuple[list[float], int]]] = defaultdict(list)
     for ann in gt["annotations"]:
         x, y, w, h = ann["bbox"]
-        c = int(ann["category_id"]) - 1
-        gt_boxes[(int(ann["image_id"]), c)].append([x, y, x + w, y + h])
-        every_object[int(ann["image_id"])].append(([x, y, x + w, y + h], c))
+        every_object[int(ann["image_id"])].append(([x, y, x + w, y + h], ann["category_id"] - 1))
 
     branches = ["wsddn", *(f"ref{i + 1}" for i in range(len(model.refine)))]
     hits: dict[str, dict[str, list[bool]]] = {b: defaultdict(list) for b in branches}
@@ -98,19 +96,18 @@ def branch_corloc(cfg: WeaksamConfig, results: Path, split: str, model_path: Pat
             scores = {"wsddn": out.wsddn_scores()[:, -len(classes) :]}
             for i, logits in enumerate(out.refine):
                 scores[f"ref{i + 1}"] = F.softmax(logits.float(), dim=1)[:, 1:]
+            others = every_object[int(row.coco_id)]
+            all_boxes = torch.tensor([o[0] for o in others], dtype=torch.float32).view(-1, 4)
             for c in sorted({int(c) for c in row.labels}):
-                objects = gt_boxes.get((int(row.coco_id), c))
-                if not objects:
+                own = torch.tensor([k == c for _, k in others], dtype=torch.bool)
+                if not own.any():
                     continue  # a label without a box (e.g. only difficult objects)
-                others = every_object[int(row.coco_id)]
-                all_boxes = torch.tensor([o[0] for o in others], dtype=torch.float32)
                 for b in branches:
                     top = rois[int(scores[b][:, c].argmax())]
-                    iou = box_iou(top[None], torch.tensor(objects, dtype=torch.float32))
-                    hits[b][classes[c]].append(bool(iou.max() >= cfg.evaluation.iou))
+                    overlap = box_iou(top[None], all_boxes)[0]
+                    hits[b][classes[c]].append(bool(overlap[own].max() >= cfg.evaluation.iou))
                     area = float((top[2] - top[0]) * (top[3] - top[1]))
                     areas[b][classes[c]].append(area / (width * height))
-                    overlap = box_iou(top[None], all_boxes)[0]
                     j = int(overlap.argmax())
                     if float(overlap[j]) >= cfg.evaluation.iou:
                         kind = "own_class" if others[j][1] == c else "other_class"
@@ -204,7 +201,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--trajectory",
-        type=float_list,
+        type=lambda text: tuple(int(t) for t in text.split(",")),
         default=(),
         help="comma-separated steps: train again and judge the head at each",
     )
@@ -232,8 +229,7 @@ def main() -> None:
         "seed": cfg.compute.seed,
     }
     if args.trajectory:
-        steps = [int(s) for s in args.trajectory]
-        tables = trajectory(cfg, args.results, split, head, steps, args.threads)
+        tables = trajectory(cfg, args.results, split, head, list(args.trajectory), args.threads)
         record["steps"] = {str(s): t for s, t in tables.items()}
     else:
         model = args.model or args.results / "wsod" / head / "model.pt"
